@@ -1,0 +1,20 @@
+# Validate the study config when the DAG is built; expose the typed study to the rules.
+import re
+
+from synergy.config import load_config
+from synergy.workflow import (
+    bench_spec,
+    derived_seed,
+    final_targets,
+    synthetic_bench_paths,
+    tokenizer_corpus_paths,
+    train_spec,
+    train_templates,
+)
+
+STUDY = load_config(config)
+
+
+wildcard_constraints:
+    bench="|".join(re.escape(b) for b in STUDY.bench_names),
+    set="|".join(re.escape(t) for t in STUDY.train_set_names),

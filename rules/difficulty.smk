@@ -1,0 +1,49 @@
+# Difficulty levels from the base model's pass rate over n samples (paper §2.3).
+
+
+rule sample_difficulty:
+    input:
+        bench="results/data/bench/{bench}.parquet",
+        model="results/models/base",
+    output:
+        "results/difficulty/{bench}.samples.parquet",
+    params:
+        difficulty=config["difficulty"],
+        prompt=config["prompt"],
+        grading=config["grading"],
+        seed=lambda wc: derived_seed(STUDY.seed, "difficulty", wc.bench),
+    threads: config["compute"]["threads"]
+    log:
+        "logs/sample_difficulty/{bench}.log",
+    benchmark:
+        "results/benchmarks/sample_difficulty/{bench}.tsv"
+    script:
+        "../scripts/sample_difficulty.py"
+
+
+rule assign_levels:
+    input:
+        expand("results/difficulty/{bench}.samples.parquet", bench=STUDY.bench_names),
+    output:
+        "results/difficulty/levels.parquet",
+    params:
+        num_samples=config["difficulty"]["num_samples"],
+        thresholds=config["difficulty"]["thresholds"],
+    log:
+        "logs/assign_levels/levels.log",
+    script:
+        "../scripts/assign_levels.py"
+
+
+rule tabulate_level_counts:
+    input:
+        "results/difficulty/levels.parquet",
+    output:
+        csv="results/tables/level_counts.csv",
+        md="results/tables/level_counts.md",
+    params:
+        benches=STUDY.bench_names,
+    log:
+        "logs/tabulate_level_counts/level_counts.log",
+    script:
+        "../scripts/tabulate_level_counts.py"

@@ -1,0 +1,1 @@
+"""synergy: SFT x RL synergy study for vision-language models."""

@@ -1,0 +1,316 @@
+"""Study configuration: validation against ``config/schema.yaml`` and typed, frozen sections.
+
+A study config (``config/config.yaml``, ``config/smoke.yaml``, ``config/paper.yaml``) is checked
+once, when the DAG is built (``rules/common.smk``), with messages that name the offending key:
+
+    unknown config key 'difficulty.num_sample'
+    config key 'difficulty.num_samples': 'x' is not of type 'integer'
+    missing required config key 'difficulty.thresholds'
+
+Rules then pass only the section a job needs through ``params:``, and the job turns it into one of
+the frozen dataclasses below with ``Section.from_dict``; unknown keys raise there too. This module
+imports only the standard library, yaml and jsonschema, so the Snakemake driver can load it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+LEVELS = ("L1", "L2", "L3", "L4", "L5")
+
+
+class ConfigError(ValueError):
+    """A study config is invalid; the message names the key."""
+
+
+class _Section:
+    """Mixin: build a frozen dataclass from a plain mapping, naming unknown or missing keys."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = ""):
+        where = where or cls.__name__
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config section {where!r} must be a mapping, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown config key {where + '.' + unknown[0]!r} (known: {sorted(fields)})")
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for name, value in data.items():
+            kwargs[name] = _convert(hints[name], value, f"{where}.{name}")
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
+                       and f.default_factory is dataclasses.MISSING]
+            if missing:
+                raise ConfigError(f"missing required config key {where + '.' + missing[0]!r}") from exc
+            raise
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _convert(hint, value, where: str):
+    origin = typing.get_origin(hint)
+    if isinstance(hint, type) and issubclass(hint, _Section):
+        return hint.from_dict(value, where)
+    if origin is tuple and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        for arg in typing.get_args(hint):
+            if isinstance(arg, type) and issubclass(arg, _Section) and isinstance(value, Mapping):
+                return arg.from_dict(value, where)
+    return value
+
+
+@dataclass(frozen=True)
+class SyntheticConfig(_Section):
+    """Generator settings of the embedded suite (synergy/data/suite.py)."""
+
+    seed: int
+    image_size: int
+    max_objects: int
+
+
+@dataclass(frozen=True)
+class SetSpec(_Section):
+    """One benchmark or training set: where it comes from and how it is built."""
+
+    name: str
+    loader: str
+    num_questions: int | None = None
+    templates: Any = "all"          # {template: weight} or "all"
+    style: str = "none"
+    modality: str = "image"
+    error_rate: float = 0.2
+    reasoning_share: float = 1.0
+
+
+@dataclass(frozen=True)
+class TinyModelSettings(_Section):
+    """Architecture of the tiny Qwen2.5-VL (mirrors synergy.models.TinyModelConfig)."""
+
+    vocab_size: int = 1024
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 512
+    vision_depth: int = 2
+    vision_hidden_size: int = 128
+    vision_heads: int = 4
+    vision_intermediate_size: int = 256
+    max_position_embeddings: int = 4096
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PretrainConfig(_Section):
+    """Brief supervised pretraining of the tiny base model on short answers."""
+
+    train_set: str
+    steps: int
+    batch_size: int
+    learning_rate: float
+    curriculum_templates: tuple[str, ...] = ()
+    curriculum_steps: int = 0
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BaseModelConfig(_Section):
+    source: str
+    path: str | None = None
+    tiny: TinyModelSettings | None = None
+    pretrain: PretrainConfig | None = None
+
+
+@dataclass(frozen=True)
+class SamplingSettings(_Section):
+    """Sampling of n answers per question (mirrors synergy.generate.SamplingConfig)."""
+
+    temperature: float
+    top_p: float
+    top_k: int
+    max_new_tokens: int
+    max_batch_sequences: int = 256
+
+
+@dataclass(frozen=True)
+class DifficultyConfig(_Section):
+    """Difficulty levels from the base model's pass rate (paper §2.3)."""
+
+    num_samples: int
+    thresholds: tuple[int, ...]
+    reasoning_instruction: bool
+    sampling: SamplingSettings
+    backend: str = "hf"
+
+    def __post_init__(self):
+        t = self.thresholds
+        if len(t) != len(LEVELS) - 1 or any(a <= b for a, b in zip(t, t[1:])):
+            raise ConfigError(f"config key 'difficulty.thresholds': need {len(LEVELS) - 1} strictly decreasing "
+                              f"pass counts (L1..L4 lower bounds), got {list(t)}")
+        if t[0] > self.num_samples:
+            raise ConfigError(f"config key 'difficulty.thresholds': {t[0]} passes can never be reached with "
+                              f"difficulty.num_samples={self.num_samples}")
+
+
+@dataclass(frozen=True)
+class PromptConfig(_Section):
+    image_position: str = "after_text"
+
+
+@dataclass(frozen=True)
+class GradingConfig(_Section):
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The whole validated study config; ``raw`` keeps the plain mapping for ``params:``."""
+
+    name: str
+    seed: int
+    benchmarks: tuple[SetSpec, ...]
+    train_sets: tuple[SetSpec, ...]
+    synthetic: SyntheticConfig | None
+    base_model: BaseModelConfig
+    prompt: PromptConfig
+    difficulty: DifficultyConfig
+    grading: GradingConfig
+    threads: int
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def bench_names(self) -> list[str]:
+        return [b.name for b in self.benchmarks]
+
+    @property
+    def train_set_names(self) -> list[str]:
+        return [t.name for t in self.train_sets]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _key_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_errors(cfg: Mapping, schema: Mapping) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    messages = []
+    for err in sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))):
+        where = _key_path(err.absolute_path)
+        if err.validator == "additionalProperties":
+            known = set(err.schema.get("properties", {}))
+            for extra in sorted(set(err.instance) - known):
+                messages.append(f"unknown config key {(where + '.' if where else '') + extra!r}")
+        elif err.validator == "required":
+            name = err.message.split("'")[1]
+            messages.append(f"missing required config key {(where + '.' if where else '') + name!r}")
+        else:
+            messages.append(f"config key {where or '<top>'!r}: {err.message}")
+    return messages
+
+
+def _semantic_errors(cfg: Mapping) -> list[str]:
+    from synergy.data.synthetic import TEMPLATES
+
+    errors = []
+    for section in ("benchmarks", "train_sets"):
+        names = [s["name"] for s in cfg.get(section, [])]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            errors.append(f"config key {section!r}: duplicate names {dupes}")
+        for i, spec in enumerate(cfg.get(section, [])):
+            where = f"{section}[{i}] ({spec['name']})"
+            if spec.get("loader") == "synthetic":
+                if "num_questions" not in spec:
+                    errors.append(f"missing required config key '{section}[{i}].num_questions' for loader synthetic")
+                tpls = spec.get("templates", "all")
+                if tpls == "all" and section == "benchmarks":
+                    errors.append(f"config key '{section}[{i}].templates': a benchmark must list its templates")
+                elif isinstance(tpls, Mapping):
+                    unknown = sorted(set(tpls) - set(TEMPLATES))
+                    if unknown:
+                        errors.append(f"config key '{section}[{i}].templates': unknown templates {unknown} in {where}; "
+                                      f"known: {sorted(TEMPLATES)}")
+    uses_synth = any(s.get("loader") == "synthetic" for s in [*cfg.get("benchmarks", []), *cfg.get("train_sets", [])])
+    if uses_synth and "synthetic" not in cfg:
+        errors.append("missing required config key 'synthetic' (a benchmark or train set uses loader: synthetic)")
+    bm = cfg.get("base_model", {})
+    if bm.get("source") == "tiny":
+        for key in ("tiny", "pretrain"):
+            if key not in bm:
+                errors.append(f"missing required config key 'base_model.{key}' for source: tiny")
+        pre = bm.get("pretrain", {})
+        if pre and pre.get("train_set") not in [s["name"] for s in cfg.get("train_sets", [])]:
+            errors.append(f"config key 'base_model.pretrain.train_set': {pre.get('train_set')!r} is not a train set")
+        if pre and pre.get("curriculum_steps", 0) > pre.get("steps", 0):
+            errors.append("config key 'base_model.pretrain.curriculum_steps': exceeds base_model.pretrain.steps")
+        unknown = sorted(set(pre.get("curriculum_templates", [])) - set(TEMPLATES)) if pre else []
+        if unknown:
+            errors.append(f"config key 'base_model.pretrain.curriculum_templates': unknown templates {unknown}")
+    elif bm.get("source") == "hf" and not bm.get("path"):
+        errors.append("missing required config key 'base_model.path' for source: hf")
+    return errors
+
+
+def load_config(cfg: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -> StudyConfig:
+    """Validate a study config mapping and return it typed; raise ConfigError listing every problem."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = _schema_errors(cfg, schema)
+    if not errors:
+        errors = _semantic_errors(cfg)
+    if errors:
+        raise ConfigError("invalid study config:\n  " + "\n  ".join(errors))
+    return StudyConfig(
+        name=cfg["study"]["name"],
+        seed=cfg["study"]["seed"],
+        benchmarks=tuple(SetSpec.from_dict(b, f"benchmarks[{i}]") for i, b in enumerate(cfg["benchmarks"])),
+        train_sets=tuple(SetSpec.from_dict(t, f"train_sets[{i}]") for i, t in enumerate(cfg["train_sets"])),
+        synthetic=SyntheticConfig.from_dict(cfg["synthetic"], "synthetic") if "synthetic" in cfg else None,
+        base_model=BaseModelConfig.from_dict(cfg["base_model"], "base_model"),
+        prompt=PromptConfig.from_dict(cfg["prompt"], "prompt"),
+        difficulty=DifficultyConfig.from_dict(cfg["difficulty"], "difficulty"),
+        grading=GradingConfig.from_dict(cfg["grading"], "grading"),
+        threads=cfg["compute"]["threads"],
+        raw=cfg,
+    )
+
+
+def load_config_file(path: str | Path, *overrides: str | Path) -> StudyConfig:
+    """Load a YAML config (plus override files, merged in order as Snakemake does) and validate it."""
+    data = yaml.safe_load(Path(path).read_text())
+    for extra in overrides:
+        deep_update(data, yaml.safe_load(Path(extra).read_text()) or {})
+    return load_config(data)
+
+
+def deep_update(base: dict, other: Mapping) -> dict:
+    """Merge ``other`` into ``base`` recursively (mappings merge, everything else replaces), like Snakemake."""
+    for k, v in other.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), Mapping):
+            deep_update(base[k], v)
+        else:
+            base[k] = v
+    return base

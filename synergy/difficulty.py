@@ -1,0 +1,58 @@
+"""Difficulty levels from the base model's pass rate (paper §2.3, notes/paper.md §2.5).
+
+Each question is answered ``num_samples`` times (paper: 16) by the base model and graded by the
+one grader. Its level comes from the number of correct samples with thresholds ``(12, 8, 5, 2)``:
+
+    L1: passes >= 12   L2: 8..11   L3: 5..7   L4: 2..4   L5: 0..1     (of 16)
+
+Thresholds are counts, not rates, so no rounding decides a boundary; they come from the config.
+A sample the grader could not verify (timeout, error) counts as not passed and is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from synergy.config import LEVELS
+
+
+def assign_level(passes: int, thresholds: Sequence[int]) -> str:
+    """The level name of a question with ``passes`` correct samples."""
+    if passes < 0:
+        raise ValueError(f"passes must be >= 0, got {passes}")
+    for name, lower in zip(LEVELS, thresholds):
+        if passes >= lower:
+            return name
+    return LEVELS[len(thresholds)]
+
+
+def levels_from_samples(samples: pl.DataFrame, num_samples: int, thresholds: Sequence[int]) -> pl.DataFrame:
+    """Per question: passes, num_samples, pass_rate and level. Every question must have ``num_samples`` samples."""
+    per_q = (
+        samples.group_by("bench", "id", maintain_order=True)
+        .agg(pl.col("correct").sum().cast(pl.Int32).alias("passes"), pl.len().cast(pl.Int32).alias("num_samples"),
+             (pl.col("status").is_in(["timeout", "error"])).sum().cast(pl.Int32).alias("unverified"))
+        .sort("bench", "id")
+    )
+    wrong = per_q.filter(pl.col("num_samples") != num_samples)
+    if wrong.height:
+        ex = wrong.row(0, named=True)
+        raise ValueError(f"{wrong.height} questions do not have {num_samples} samples, e.g. "
+                         f"{ex['bench']}/{ex['id']} has {ex['num_samples']}")
+    return per_q.with_columns(
+        (pl.col("passes") / pl.col("num_samples")).alias("pass_rate"),
+        pl.col("passes").map_elements(lambda p: assign_level(p, thresholds), return_dtype=pl.String).alias("level"),
+    )
+
+
+def level_counts(levels: pl.DataFrame, benches: Sequence[str]) -> pl.DataFrame:
+    """Questions per benchmark (rows, in config order) and level (columns L1..L5), with totals."""
+    rows = []
+    for bench in benches:
+        sub = levels.filter(pl.col("bench") == bench)
+        counts = {lv: sub.filter(pl.col("level") == lv).height for lv in LEVELS}
+        rows.append({"bench": bench, **counts, "total": sub.height})
+    total = {"bench": "all", **{lv: sum(r[lv] for r in rows) for lv in LEVELS}, "total": sum(r["total"] for r in rows)}
+    return pl.DataFrame([*rows, total])

@@ -1,0 +1,1 @@
+"""Tables and figures; reads parquet only and never imports torch (DESIGN.md §4)."""
