@@ -8,12 +8,14 @@
 #   results/difficulty/levels.parquet           question -> passes, pass rate, level L1..L5
 #   results/tables/{table}.csv (+ .md)          tables
 #   logs/<rule>/...log                          one log per job;  results/benchmarks/<rule>/...tsv  run times
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
 include: "rules/common.smk"  # config validation, wildcard constraints

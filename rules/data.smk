@@ -7,6 +7,8 @@ rule build_synthetic_benchmark:
     params:
         spec=lambda wc: bench_spec(STUDY, wc.bench).to_dict(),
         synthetic=config.get("synthetic"),
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/build_synthetic_benchmark/{bench}.log",
     benchmark:
@@ -24,6 +26,8 @@ rule build_synthetic_train_set:
         spec=lambda wc: train_spec(STUDY, wc.set).to_dict(),
         templates=lambda wc: train_templates(STUDY, train_spec(STUDY, wc.set)),
         synthetic=config.get("synthetic"),
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/build_synthetic_train_set/{set}.log",
     benchmark:

@@ -13,6 +13,8 @@ rule sample_difficulty:
         grading=config["grading"],
         seed=lambda wc: derived_seed(STUDY.seed, "difficulty", wc.bench),
     threads: config["compute"]["threads"]
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/sample_difficulty/{bench}.log",
     benchmark:
@@ -29,6 +31,8 @@ rule assign_levels:
     params:
         num_samples=config["difficulty"]["num_samples"],
         thresholds=config["difficulty"]["thresholds"],
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/assign_levels/levels.log",
     script:
@@ -43,6 +47,8 @@ rule tabulate_level_counts:
         md="results/tables/level_counts.md",
     params:
         benches=STUDY.bench_names,
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/tabulate_level_counts/level_counts.log",
     script:

@@ -12,6 +12,8 @@ rule build_base_model:
         image_size=config.get("synthetic", {}).get("image_size"),
         prompt=config["prompt"],
     threads: config["compute"]["threads"]
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/build_base_model/base.log",
     benchmark:

@@ -43,7 +43,42 @@ def _numeric_value(expr) -> str | None:
     return str(val)
 
 
+def _limit_memory() -> None:
+    """Cap the address space (SYNERGY_VERIFY_MAX_MEM_MB, default 4096; 0 = no cap) so a runaway
+    sympy computation fails with MemoryError instead of starving the machine."""
+    try:
+        import resource
+
+        mb = int(os.environ.get("SYNERGY_VERIFY_MAX_MEM_MB", "4096"))
+        if mb > 0:
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            cap = mb * 1024 * 1024
+            if hard != resource.RLIM_INFINITY:
+                cap = min(cap, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except Exception:
+        pass
+
+
+def _watch_parent() -> None:
+    """Exit when the parent process goes away, even in the middle of a long computation."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def loop() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 def main() -> int:
+    _limit_memory()
+    _watch_parent()
     # Keep the protocol channel clean: anything a library prints goes to stderr.
     proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

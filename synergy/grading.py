@@ -14,7 +14,8 @@ Extraction order (``extract_answer``):
    ``\\boxed{\\boxed{5}}`` is unwrapped to ``5``; an empty or unclosed box is skipped.
 3. Else the last ``<answer>...</answer>`` tag (the lmms-eval "reasoning" format).
 4. Else the last "answer is X" / "Answer: X" / "final answer: X" / "correct option is X" pattern;
-   X runs to the end of the sentence or line, trailing period, ``$`` and ``**`` are stripped.
+   X runs to the end of the sentence or line (or to ", which/so/because ..."); a trailing
+   period, ``$`` and ``**`` are stripped.
 5. Else, for multiple choice, one option letter standing alone in the region ("(B)", "B.",
    "B)", "Option B", a line holding only "B"; several different ones -> ``"ambiguous"``), or a
    region / last line equal to an option's text (normalised). Else, for every type, the region
@@ -109,7 +110,7 @@ _ANSWER_RE = re.compile(
     r"\s*(?:\*\*)?\s*(?:is\s*(?:\*\*)?\s*[:：]?|[:：]|=)[ \t]*(?:\*\*)?\s*([^\n]*)",
     re.I,
 )
-_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
+_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)|,\s+(?:which|so|since|because|as|that|where|and\s+(?:this|that|so|thus))\b", re.I)
 _TEXT_WRAP_RE = re.compile(
     r"\\(?:text|textbf|textit|textrm|texttt|mathrm|mathbf|mathit|mathsf|mbox|operatorname)\s*\{([^{}]*)\}"
 )
@@ -136,13 +137,35 @@ def _balanced(text: str, start: int) -> str | None:
     return None
 
 
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Index of each opening brace -> index of its matching closing brace (one linear pass)."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2  # escaped character (\{ \} \\) never opens or closes a group
+            continue
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            pairs[stack.pop()] = i
+        i += 1
+    return pairs
+
+
 def _last_boxed(text: str) -> str | None:
     """Content of the last complete, non-empty ``\\boxed{}``/``\\fbox{}`` (innermost when nested)."""
-    for m in reversed(list(_BOX_RE.finditer(text))):
-        content = _balanced(text, m.end())
-        if content is None:
+    starts = list(_BOX_RE.finditer(text))
+    if not starts:
+        return None
+    pairs = _brace_pairs(text)
+    for m in reversed(starts):
+        close = pairs.get(m.end() - 1)
+        if close is None:
             continue
-        content = content.strip()
+        content = text[m.end() : close].strip()
         while True:  # \boxed{\boxed{5}} -> 5 (the reverse scan already prefers the inner box)
             inner = _BOX_RE.match(content)
             if not inner:
@@ -442,11 +465,11 @@ def _numbers_match(gold: Fraction, pred: Fraction, answer_type: str, precision: 
             return _round_half_up(gold, precision) == _round_half_up(pred, precision)
         except ArithmeticError:
             return False
-    g, p = float(gold), float(pred)
-    if not (math.isfinite(g) and math.isfinite(p)):
-        return False
-    if math.isclose(g, p, rel_tol=1e-6, abs_tol=0.0):
-        return True
+    try:
+        if math.isclose(float(gold), float(pred), rel_tol=1e-6, abs_tol=0.0):
+            return True
+    except OverflowError:
+        pass
     try:
         return _round_half_up(gold, 6) == _round_half_up(pred, 6)
     except ArithmeticError:
@@ -759,8 +782,6 @@ class Grader:
                 line = self._read_line(proc, deadline)
             except _Timeout:
                 self._discard_proc()
-                with self._stats_lock:
-                    pass
                 raise
             except (OSError, ValueError, _VerifierError) as exc:
                 self._discard_proc()
@@ -768,7 +789,6 @@ class Grader:
         try:
             resp = json.loads(line)
         except ValueError as exc:
-            self._check_fork()
             with self._lock:
                 self._discard_proc()
             raise _VerifierError("garbled verifier reply") from exc

@@ -34,7 +34,7 @@ def test_shapes_and_token_bookkeeping(tiny_loaded, mixed_prompts):
     assert calls[-1] == (5, 5) and len(calls) == 3  # 2 prompts x 3 per call
     for c in (c for o in out for c in o):
         assert isinstance(c, Completion) and 1 <= c.num_tokens <= 4
-        assert c.truncated == (c.num_tokens == 4) or c.num_tokens == 4
+        assert c.num_tokens == 4 if c.truncated else c.num_tokens <= 4
         assert "<|im_end|>" not in c.text and "<|endoftext|>" not in c.text
     # a random model with a ~300-token vocab almost never emits EOS in 4 steps
     assert sum(c.truncated for o in out for c in o) >= 10
@@ -42,11 +42,12 @@ def test_shapes_and_token_bookkeeping(tiny_loaded, mixed_prompts):
 
 def test_eos_counted_and_not_truncated(tiny_loaded, mixed_prompts):
     model, processor = tiny_loaded
-    out = generate(model, processor, mixed_prompts[:2], SamplingConfig(n=64, max_new_tokens=40, seed=3))
+    out = generate(model, processor, mixed_prompts[:2], SamplingConfig(n=32, max_new_tokens=24, seed=3))
     done = [c for o in out for c in o if not c.truncated]
     assert done, "expected some sampled sequences to end with EOS"
-    assert all(c.num_tokens <= 40 for c in done)
-    assert all(c.truncated == (c.num_tokens == 40) for o in out for c in o if c.truncated)
+    assert all(c.num_tokens <= 24 for c in done)
+    assert all(c.num_tokens == 24 for o in out for c in o if c.truncated)
+    assert len({c.num_tokens for c in done}) > 1  # sequences stop at different lengths
 
 
 def test_deterministic_same_seed_and_seeds_differ(tiny_loaded, mixed_prompts):

@@ -1,0 +1,82 @@
+"""Config validation: unknown keys, wrong types and missing keys fail with the key's name."""
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synergy.config import ConfigError, DifficultyConfig, load_config, load_config_file
+
+ROOT = Path(__file__).resolve().parent.parent
+RAW = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+def _invalid(mutate, match):
+    raw = copy.deepcopy(RAW)
+    mutate(raw)
+    with pytest.raises(ConfigError, match=match):
+        load_config(raw)
+
+
+def test_shipped_configs_are_valid():
+    for extra in ([], ["config/smoke.yaml"]):
+        study = load_config_file(ROOT / "config/config.yaml", *[ROOT / e for e in extra])
+        assert len(study.benchmarks) == 5 and study.difficulty.thresholds == (12, 8, 5, 2)
+
+
+def test_unknown_key_is_named():
+    _invalid(lambda r: r["difficulty"].update(num_sample=16), "unknown config key 'difficulty.num_sample'")
+
+
+def test_unknown_top_level_key_is_named():
+    _invalid(lambda r: r.update(trainig={}), "unknown config key 'trainig'")
+
+
+def test_unknown_key_inside_a_list_item_is_named():
+    _invalid(lambda r: r["benchmarks"][2].update(num_question=3), r"unknown config key 'benchmarks\[2\].num_question'")
+
+
+def test_wrong_type_is_named():
+    _invalid(lambda r: r["difficulty"].update(num_samples="sixteen"),
+             "config key 'difficulty.num_samples': 'sixteen' is not of type 'integer'")
+
+
+def test_missing_required_key_is_named():
+    _invalid(lambda r: r["difficulty"].pop("thresholds"), "missing required config key 'difficulty.thresholds'")
+
+
+def test_unknown_template_is_named():
+    _invalid(lambda r: r["benchmarks"][0]["templates"].update(count_dogs=1), r"benchmarks\[0\].templates.*count_dogs")
+
+
+def test_duplicate_benchmark_names_fail():
+    _invalid(lambda r: r["benchmarks"].append(copy.deepcopy(r["benchmarks"][0])), "duplicate names")
+
+
+def test_pretrain_set_must_exist():
+    _invalid(lambda r: r["base_model"]["pretrain"].update(train_set="nope"), "base_model.pretrain.train_set")
+
+
+@pytest.mark.parametrize("thresholds", [[12, 12, 5, 2], [2, 5, 8, 12], [17, 8, 5, 2]])
+def test_bad_thresholds_fail(thresholds):
+    with pytest.raises(ConfigError, match="difficulty.thresholds"):
+        DifficultyConfig.from_dict({**RAW["difficulty"], "thresholds": thresholds}, "difficulty")
+
+
+def test_section_from_dict_rejects_unknown_keys():
+    with pytest.raises(ConfigError, match="unknown config key 'difficulty.sampling.temprature'"):
+        DifficultyConfig.from_dict({**RAW["difficulty"], "sampling": {**RAW["difficulty"]["sampling"], "temprature": 1}},
+                                   "difficulty")
+
+
+def test_snakemake_dag_build_fails_naming_the_key(tmp_path):
+    bad = copy.deepcopy(RAW)
+    bad["difficulty"]["num_samples"] = "x"
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(bad))
+    snakemake = Path(sys.executable).with_name("snakemake")
+    out = subprocess.run([snakemake, "-n", "--configfile", cfg], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "config key 'difficulty.num_samples'" in out.stdout + out.stderr

@@ -1,0 +1,92 @@
+"""End-to-end tier: the smoke study through every rule with the real CLI, in a scratch directory."""
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from synergy.data.suite import question_keys
+from synergy.io import read_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+TARGET = "results/tables/level_counts.csv"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("smoke")
+    cmd = [SNAKEMAKE, TARGET, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--profile", str(ROOT / "profiles/local"),
+           "--configfile", str(ROOT / "config/smoke.yaml")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-5000:]
+    return wd, cmd
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_level_table_covers_every_benchmark(smoke_run):
+    wd, _ = smoke_run
+    table = pl.read_csv(wd / TARGET)
+    assert table.columns == ["bench", "L1", "L2", "L3", "L4", "L5", "total"]
+    assert table["bench"].to_list() == ["synth-count", "synth-attributes", "synth-arith", "synth-chart",
+                                        "synth-compare", "all"]
+    assert table.filter(pl.col("bench") == "all")["total"].item() == 60
+    assert (wd / "results/tables/level_counts.md").read_text().startswith("# Questions per benchmark")
+
+
+def test_samples_keep_raw_text_and_grades(smoke_run):
+    wd, _ = smoke_run
+    samples = pl.read_parquet(wd / "results/difficulty/synth-arith.samples.parquet")
+    assert {"id", "sample", "response", "num_tokens", "truncated", "extracted", "correct", "format_ok",
+            "status"} <= set(samples.columns)
+    assert samples.group_by("id").len()["len"].to_list() == [16] * 12
+    assert samples["response"].str.len_chars().sum() > 0
+
+
+def test_levels_match_samples(smoke_run):
+    wd, _ = smoke_run
+    levels = pl.read_parquet(wd / "results/difficulty/levels.parquet")
+    samples = pl.concat([pl.read_parquet(p) for p in (wd / "results/difficulty").glob("*.samples.parquet")])
+    passes = samples.group_by("id").agg(pl.col("correct").sum().alias("p"))
+    joined = levels.join(passes, on="id")
+    assert joined.height == 60 and (joined["passes"] == joined["p"]).all()
+    assert set(levels["level"]) <= {"L1", "L2", "L3", "L4", "L5"}
+
+
+def test_built_train_sets_are_disjoint_from_every_benchmark(smoke_run):
+    wd, _ = smoke_run
+    bench_keys = set().union(*(question_keys(read_rows(p)) for p in (wd / "results/data/bench").glob("*.parquet")))
+    for path in (wd / "results/data/train").glob("*.parquet"):
+        assert not question_keys(read_rows(path)) & bench_keys, path.name
+
+
+def test_base_model_loads_with_the_auto_classes(smoke_run):
+    wd, _ = smoke_run
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model_dir = wd / "results/models/base"
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert "<|image_pad|>" in processor.tokenizer.get_vocab()
+    assert not list(model_dir.glob("*.bin"))
+
+
+def test_every_job_has_a_log_and_a_benchmark(smoke_run):
+    wd, _ = smoke_run
+    logs = sorted(p.parent.name for p in (wd / "logs").glob("*/*.log"))
+    assert set(logs) == {"build_synthetic_benchmark", "build_synthetic_train_set", "build_base_model",
+                         "sample_difficulty", "assign_levels", "tabulate_level_counts"}
+    assert len(list((wd / "results/benchmarks").glob("*/*.tsv"))) == 16
+    log = (wd / "logs/build_base_model/base.log").read_text()
+    assert "pretraining done" in log
+
+
+def test_rerun_has_nothing_to_do(smoke_run):
+    wd, cmd = smoke_run
+    out = subprocess.run([*cmd, "-n"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "Nothing to be done" in out.stdout + out.stderr
