@@ -46,7 +46,10 @@ Design choices:
    main thread); its calls run in a persistent child process (``synergy._verify_worker``, JSON
    lines over pipes, started with ``subprocess.Popen`` so it also works inside daemonic
    multiprocessing workers). On the per-item deadline the child is killed and restarted lazily,
-   and the item gets status ``"timeout"`` (wrong). Fast paths never touch the child.
+   and the item gets status ``"timeout"`` (wrong). Starting a child (about 1-2 s: importing
+   sympy and the ANTLR parser) has its own limit and is not charged to the item's deadline; the
+   child caps its address space (``SYNERGY_VERIFY_MAX_MEM_MB``, default 4096) and exits when its
+   parent dies. Fast paths never touch the child.
 7. Grading never raises for any response string: an exception gives status ``"error"`` (wrong).
    ``Grader.stats`` counts graded items, timeouts, errors, no-answers and ambiguous answers so
    callers can report them.

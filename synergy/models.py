@@ -321,7 +321,12 @@ def save_model(model, processor, out_dir: str | Path) -> None:
             raise RuntimeError(f"non-safetensors weight files written: {pickled}")
         if out_dir.exists():
             os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
+        try:
+            os.replace(tmp, out_dir)
+        except BaseException:
+            if old.exists() and not out_dir.exists():
+                os.replace(old, out_dir)  # put the previous version back
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)

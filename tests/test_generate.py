@@ -83,3 +83,10 @@ def test_empty_and_invalid():
         SamplingConfig(n=0)
     with pytest.raises(ValueError):
         SamplingConfig(top_p=0)
+
+
+def test_n_larger_than_batch_limit(tiny_loaded, mixed_prompts):
+    model, processor = tiny_loaded
+    out = generate(model, processor, mixed_prompts[:2], SamplingConfig(n=5, max_new_tokens=3, max_batch_sequences=2))
+    assert [len(o) for o in out] == [5, 5]
+    assert len({c.text for c in out[0]}) > 1  # the rounds are seeded differently
