@@ -6,6 +6,8 @@
 #   results/models/base/                        the base model (HF dir: weights + processor)
 #   results/difficulty/{bench}.samples.parquet  base model, n samples per question, graded, raw text kept
 #   results/difficulty/levels.parquet           question -> passes, pass rate, level L1..L5
+#   results/models/{arm}/                       every trained arm (HF dir);  results/train_logs/{arm}.parquet
+#   results/eval/{arm}/{bench}.parquet          k graded samples per question (every arm, every benchmark)
 #   results/tables/{table}.csv (+ .md)          tables
 #   logs/<rule>/...log                          one log per job;  results/benchmarks/<rule>/...tsv  run times
 import os
@@ -22,11 +24,14 @@ include: "rules/common.smk"  # config validation, wildcard constraints
 include: "rules/data.smk"  # benchmarks and training sets
 include: "rules/models.smk"  # the base model
 include: "rules/difficulty.smk"  # base-model samples -> pass rates -> levels (paper §2.3)
+include: "rules/train.smk"  # SFT and GRPO arms (paper §2.1-2.2)
+include: "rules/evaluate.smk"  # k samples per question per arm, tables (paper §2.4, Tables 1-3)
 
 
 localrules:
     all,
     tabulate_level_counts,
+    tabulate_arms,
 
 
 rule all:

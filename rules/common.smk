@@ -3,9 +3,15 @@ import re
 
 from synergy.config import load_config
 from synergy.workflow import (
+    arms_of_kind,
     bench_spec,
     derived_seed,
+    eval_paths,
     final_targets,
+    grpo_inputs,
+    model_dir,
+    table_arms,
+    table_names,
     synthetic_bench_paths,
     tokenizer_corpus_paths,
     train_spec,

@@ -179,6 +179,102 @@ class GradingConfig(_Section):
 
 
 @dataclass(frozen=True)
+class SFTSettings(_Section):
+    """Long-CoT SFT of one arm (paper §2.1: LLaMA-Factory, lr 1e-5, batch 32, 15 / 5 epochs, ViT + connector frozen)."""
+
+    learning_rate: float
+    batch_size: int                  # sequences per optimiser step (paper 32)
+    epochs: int                      # paper: 15 for s1 / s1.1, 5 for Eureka-Distill
+    micro_batch_size: int = 8        # sequences per forward/backward; batch_size must be a multiple
+    warmup_ratio: float = 0.1        # LLaMA-Factory's example config (paper silent)
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    val_fraction: float = 0.05       # held-out share of the train set used to pick the best epoch
+    select: str = "best_val_loss"    # best_val_loss (the paper reports the best checkpoint) or last
+    freeze_vision: bool = True       # paper §2.1: frozen ViT and MLP connector
+    max_length: int = 4096           # longer examples raise (never truncated: would cut image tokens)
+    max_examples: int | None = None  # use at most this many training rows (None: all)
+    save_every_steps: int = 50
+    reasoning_instruction: bool = True  # append the reasoning instruction to training prompts
+    deepspeed_stage: int | None = None  # ZeRO stage on GPUs (None: plain DDP / single process)
+
+    def __post_init__(self):
+        if self.batch_size % self.micro_batch_size:
+            raise ConfigError(f"sft batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}")
+        if self.select not in ("best_val_loss", "last"):
+            raise ConfigError(f"sft select must be best_val_loss or last, got {self.select!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"sft val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class GRPOSettings(_Section):
+    """GRPO of one arm with verl's definitions (paper §2.2; notes/ecosystem.md §1.1)."""
+
+    learning_rate: float             # paper 1e-6
+    steps: int                       # optimiser steps = steps * prompts_per_step / mini_batch_size
+    prompts_per_step: int            # paper 128 (verl data.train_batch_size)
+    mini_batch_size: int             # paper 64 prompts per update -> 2 updates per step
+    num_generations: int             # G, paper 8
+    micro_batch_size: int = 64       # sequences per forward/backward (memory only; no effect on the math)
+    temperature: float = 1.0         # paper 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 4096       # paper 4k (two-stage 16k)
+    clip_low: float = 0.2            # PPO epsilon (verl default; paper silent)
+    clip_high: float = 0.2
+    clip_ratio_c: float | None = 3.0  # verl's dual-clip bound for negative advantages
+    kl_coef: float = 0.005           # beta, paper 0.005 (ablation 0); low-variance k3 estimator
+    accuracy_weight: float = 0.9     # reward = 0.9 * accuracy + 0.1 * format (paper §2.2)
+    format_weight: float = 0.1
+    drop_easy: bool = False          # paper §2.2 ablation: drop queries the base model solves in all G rollouts
+    warmup_ratio: float = 0.0
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    freeze_vision: bool = True
+    reasoning_instruction: bool = True  # "the same thinking template" (paper §2.2)
+    save_every_steps: int = 10
+    deepspeed_stage: int | None = None
+
+    def __post_init__(self):
+        if self.prompts_per_step % self.mini_batch_size:
+            raise ConfigError(f"grpo prompts_per_step {self.prompts_per_step} is not a multiple of mini_batch_size "
+                              f"{self.mini_batch_size}")
+        if self.num_generations < 2:
+            raise ConfigError("grpo num_generations must be >= 2 (advantages are relative within a group)")
+
+
+@dataclass(frozen=True)
+class EvalConfig(_Section):
+    """Evaluation of every arm (paper §2.4: 4 runs, T 0.6, top-p 0.95, top-k 20)."""
+
+    num_samples: int
+    sampling: SamplingSettings
+
+
+ARM_KINDS = {"base": None, "sft": SFTSettings, "grpo": GRPOSettings}
+
+
+@dataclass(frozen=True)
+class ArmSpec(_Section):
+    """One model of the study: its kind, its parent arm, its data and its overrides of the kind's defaults."""
+
+    name: str
+    kind: str
+    init: str = "base"                  # the arm it starts from
+    train_set: str | None = None
+    settings: Any = None                # mapping: overrides of the `sft:` / `grpo:` defaults
+    reasoning_instruction: bool | None = None  # at evaluation; default: False for base, True otherwise
+
+    @property
+    def eval_reasoning(self) -> bool:
+        return self.kind != "base" if self.reasoning_instruction is None else self.reasoning_instruction
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """The whole validated study config; ``raw`` keeps the plain mapping for ``params:``."""
 
@@ -192,6 +288,9 @@ class StudyConfig:
     difficulty: DifficultyConfig
     grading: GradingConfig
     threads: int
+    arms: tuple[ArmSpec, ...] = ()
+    evaluation: EvalConfig | None = None
+    tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -201,6 +300,24 @@ class StudyConfig:
     @property
     def train_set_names(self) -> list[str]:
         return [t.name for t in self.train_sets]
+
+    @property
+    def arm_names(self) -> list[str]:
+        return [a.name for a in self.arms]
+
+    def arm(self, name: str) -> ArmSpec:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise KeyError(f"no arm named {name!r} in the study config (have {self.arm_names})")
+
+    def arm_settings(self, name: str):
+        """The arm's training settings: its kind's defaults section with the arm's overrides on top."""
+        arm = self.arm(name)
+        cls = ARM_KINDS[arm.kind]
+        if cls is None:
+            raise ValueError(f"arm {name!r} of kind {arm.kind!r} is not trained")
+        return resolve_settings(self.raw, arm, cls)
 
 
 # --------------------------------------------------------------------------- validation
@@ -275,12 +392,56 @@ def _semantic_errors(cfg: Mapping) -> list[str]:
     return errors
 
 
+def resolve_settings(raw: Mapping[str, Any], arm: ArmSpec, cls):
+    """Defaults section of the arm's kind (``sft:`` / ``grpo:``) merged with ``arm.settings``."""
+    merged = dict(raw.get(arm.kind) or {})
+    merged.update(dict(arm.settings or {}))
+    return cls.from_dict(merged, f"{arm.kind} (arm {arm.name})")
+
+
+def _arm_errors(cfg: Mapping) -> list[str]:
+    errors: list[str] = []
+    arms = cfg.get("arms", [])
+    names = [a["name"] for a in arms]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        errors.append(f"config key 'arms': duplicate names {dupes}")
+    train_sets = {t["name"] for t in cfg.get("train_sets", [])}
+    parents = {}
+    for i, a in enumerate(arms):
+        if a["kind"] == "base":
+            continue
+        parent = a.get("init", "base")
+        parents[a["name"]] = parent
+        if parent not in names:
+            errors.append(f"config key 'arms[{i}].init': arm {a['name']!r} starts from {parent!r}, which is not an arm")
+        if a.get("train_set") not in train_sets:
+            errors.append(f"config key 'arms[{i}].train_set': {a.get('train_set')!r} is not a train set")
+        try:
+            resolve_settings(cfg, ArmSpec.from_dict(a, f"arms[{i}]"), ARM_KINDS[a["kind"]])
+        except (ConfigError, TypeError) as exc:
+            errors.append(f"config key 'arms[{i}]' ({a['name']}): {exc}")
+    for start in parents:  # the parent chain must end at a base arm
+        seen, node = [], start
+        while node in parents:
+            if node in seen:
+                errors.append(f"config key 'arms': the arms {seen} form a cycle of parents")
+                break
+            seen.append(node)
+            node = parents[node]
+    for table, arm_list in (cfg.get("tables") or {}).items():
+        missing = [a for a in arm_list if a not in names]
+        if missing:
+            errors.append(f"config key 'tables.{table}': arms {missing} are not declared in 'arms'")
+    return errors
+
+
 def load_config(cfg: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -> StudyConfig:
     """Validate a study config mapping and return it typed; raise ConfigError listing every problem."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     errors = _schema_errors(cfg, schema)
     if not errors:
-        errors = _semantic_errors(cfg)
+        errors = _semantic_errors(cfg) + _arm_errors(cfg)
     if errors:
         raise ConfigError("invalid study config:\n  " + "\n  ".join(errors))
     return StudyConfig(
@@ -294,6 +455,9 @@ def load_config(cfg: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -
         difficulty=DifficultyConfig.from_dict(cfg["difficulty"], "difficulty"),
         grading=GradingConfig.from_dict(cfg["grading"], "grading"),
         threads=cfg["compute"]["threads"],
+        arms=tuple(ArmSpec.from_dict(a, f"arms[{i}]") for i, a in enumerate(cfg.get("arms", []))),
+        evaluation=EvalConfig.from_dict(cfg["evaluation"], "evaluation") if "evaluation" in cfg else None,
+        tables={k: tuple(v) for k, v in (cfg.get("tables") or {}).items()},
         raw=cfg,
     )
 

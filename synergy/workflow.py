@@ -16,6 +16,12 @@ BASE_MODEL_DIR = "results/models/base"
 SAMPLES_PATH = "results/difficulty/{bench}.samples.parquet"
 LEVELS_PATH = "results/difficulty/levels.parquet"
 TABLE_PATH = "results/tables/{table}.csv"
+MODEL_DIR = "results/models/{arm}"
+TRAIN_LOG = "results/train_logs/{arm}.parquet"
+TRAIN_STATE = "results/train_state/{arm}"
+EVAL_PATH = "results/eval/{arm}/{bench}.parquet"
+TRAIN_SAMPLES_PATH = "results/difficulty/train/{set}.samples.parquet"
+ARM_TABLES = ("table1_sft_data", "table2_kl", "table3_easy")
 
 
 def bench_spec(study: StudyConfig, bench: str) -> SetSpec:
@@ -59,6 +65,39 @@ def level_table_paths() -> list[str]:
     return [TABLE_PATH.format(table="level_counts"), "results/tables/level_counts.md"]
 
 
+def model_dir(study: StudyConfig, arm: str) -> str:
+    """The HF directory of an arm: the base model for kind base, else the arm's own."""
+    return BASE_MODEL_DIR if study.arm(arm).kind == "base" else MODEL_DIR.format(arm=arm)
+
+
+def arms_of_kind(study: StudyConfig, *kinds: str) -> list[str]:
+    return [a.name for a in study.arms if a.kind in kinds]
+
+
+def eval_paths(study: StudyConfig, arms) -> list[str]:
+    return [EVAL_PATH.format(arm=a, bench=b) for a in arms for b in study.bench_names]
+
+
+def table_arms(study: StudyConfig, table: str) -> list[str]:
+    """The arms a table shows: those the config lists for it; level_accuracy shows every arm."""
+    if table == "level_accuracy":
+        return study.arm_names
+    return list(study.tables[table])
+
+
+def table_names(study: StudyConfig) -> list[str]:
+    return [*study.tables, "level_accuracy"] if study.arms else []
+
+
+def grpo_inputs(study: StudyConfig, arm: str) -> dict[str, str]:
+    """Extra inputs of a GRPO arm: the base model's rollouts on its queries when it drops easy ones."""
+    spec = study.arm(arm)
+    if study.arm_settings(arm).drop_easy:
+        return {"base_samples": TRAIN_SAMPLES_PATH.format(set=spec.train_set)}
+    return {}
+
+
 def final_targets(study: StudyConfig) -> list[str]:
     """What ``snakemake`` builds with no target: everything the study produces so far."""
-    return level_table_paths()
+    tables = [TABLE_PATH.format(table=t) for t in table_names(study)]
+    return level_table_paths() + tables

@@ -80,3 +80,29 @@ def test_snakemake_dag_build_fails_naming_the_key(tmp_path):
     out = subprocess.run([snakemake, "-n", "--configfile", cfg], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0
     assert "config key 'difficulty.num_samples'" in out.stdout + out.stderr
+
+
+def test_arm_with_missing_parent_is_named():
+    _invalid(lambda r: r["arms"][1].update(init="sft-nope"), r"arms\[1\].init.*'sft-nope', which is not an arm")
+
+
+def test_cycle_of_arms_fails():
+    def cycle(r):
+        r["arms"][1]["init"] = "sft-s1.1-r1"
+        r["arms"][2]["init"] = "sft-s1-gemini"
+    _invalid(cycle, "form a cycle")
+
+
+def test_unknown_override_in_arm_settings_is_named():
+    _invalid(lambda r: r["arms"][4].update(settings={"kl_coeff": 0.1}), r"arms\[4\].*unknown config key 'grpo \(arm rl\).kl_coeff'")
+
+
+def test_table_with_undeclared_arm_fails():
+    _invalid(lambda r: r["tables"].update(table2_kl=["base", "rl-typo"]), r"tables.table2_kl.*rl-typo")
+
+
+def test_arm_settings_merge_defaults_with_overrides():
+    study = load_config_file(ROOT / "config/config.yaml")
+    assert study.arm_settings("rl-nokl").kl_coef == 0.0 and study.arm_settings("rl").kl_coef == 0.005
+    assert study.arm_settings("sft-eureka").epochs == 2 and study.arm_settings("sft-s1-gemini").epochs == 3
+    assert not study.arm("base").eval_reasoning and study.arm("rl").eval_reasoning

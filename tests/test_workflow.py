@@ -22,6 +22,21 @@ def dry_run(*args: str, cwd: Path = ROOT) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("extra", [[], ["--configfile", "config/smoke.yaml"]])
+def test_dry_run_of_the_whole_study_lists_every_job(extra):
+    counts = dry_run(*extra)
+    assert counts == {"build_synthetic_benchmark": 5, "build_synthetic_train_set": 5, "build_base_model": 1,
+                      "sample_difficulty": 5, "assign_levels": 1, "tabulate_level_counts": 1,
+                      "train_sft": 3, "train_grpo": 3, "sample_train_pass_rates": 1,
+                      "evaluate": 7 * 5, "tabulate_arms": 4, "all": 1}
+
+
+def test_one_table_builds_only_what_it_needs():
+    counts = dry_run("results/tables/table2_kl.csv")
+    assert counts["train_grpo"] == 2 and "train_sft" not in counts and "sample_train_pass_rates" not in counts
+    assert counts["evaluate"] == 3 * 5 and counts["tabulate_arms"] == 1
+
+
+@pytest.mark.parametrize("extra", [[], ["--configfile", "config/smoke.yaml"]])
 def test_dry_run_of_the_level_table_lists_every_job(extra):
     counts = dry_run("results/tables/level_counts.csv", *extra)
     assert counts == {"build_synthetic_benchmark": 5, "build_synthetic_train_set": 5, "build_base_model": 1,

@@ -30,3 +30,54 @@ def write_table(df: pl.DataFrame, csv_path: str | Path, md_path: str | Path | No
     write_text(df.write_csv(), csv_path)
     md_path = Path(md_path) if md_path else csv_path.with_suffix(".md")
     write_text((f"# {title}\n\n" if title else "") + to_markdown(df), md_path)
+
+
+def table_arms(evals: pl.DataFrame, arms: list[str], benches: list[str], extra: dict[str, dict] | None = None) -> pl.DataFrame:
+    """The paper's Tables 1–3 / 6 layout: one row per arm, accuracy (%) per benchmark and the average.
+
+    ``extra`` adds leading columns per arm (e.g. Table 1's Modality and Data), ``{arm: {column: value}}``.
+    """
+    from synergy.analysis import arms_by_bench
+
+    table = arms_by_bench(evals, arms, benches)
+    if extra:
+        cols = list(dict.fromkeys(c for v in extra.values() for c in v))  # first-seen order
+        add = pl.DataFrame([{"arm": a, **{c: str(extra.get(a, {}).get(c, "–")) for c in cols}} for a in arms])
+        table = add.join(table, on="arm", how="left", maintain_order="left")
+    return table
+
+
+TITLES = {
+    "table1_sft_data": "Table 1: accuracy (%) of SFT on different long-CoT data",
+    "table2_kl": "Table 2: accuracy (%) of RL with and without the KL loss",
+    "table3_easy": "Table 3: accuracy (%) of RL with and without the easiest questions",
+    "level_accuracy": "Accuracy (%) and response length (tokens) by arm, benchmark and difficulty level",
+}
+
+
+def _sft_data_columns(arms: list[str], arm_specs: list[dict], train_sets: list[dict]) -> dict[str, dict]:
+    """Table 1's Modality and Data columns from each SFT arm's training set."""
+    specs = {a["name"]: a for a in arm_specs}
+    sets = {t["name"]: t for t in train_sets}
+    extra = {}
+    for arm in arms:
+        ts = sets.get(specs[arm].get("train_set") or "")
+        if specs[arm]["kind"] == "base" or ts is None:
+            extra[arm] = {"modality": "–", "data": "–"}
+        else:
+            extra[arm] = {"modality": "text" if ts.get("modality") == "text" else "visual",
+                          "data": f"{ts['name']} ({ts.get('num_questions', '?')})"}
+    return extra
+
+
+def build_arm_table(name: str, evals: pl.DataFrame, levels: pl.DataFrame, *, arms: list[str], benches: list[str],
+                    arm_specs: list[dict], train_sets: list[dict]) -> tuple[pl.DataFrame, str]:
+    """The table called ``name`` (and its title) from the evaluation samples of its arms."""
+    if name == "level_accuracy":
+        from synergy.analysis import by_level
+
+        table = by_level(evals, levels).sort(
+            pl.col("arm").cast(pl.Enum(arms)), pl.col("bench").cast(pl.Enum(benches)), "level")
+        return table, TITLES[name]
+    extra = _sft_data_columns(arms, arm_specs, train_sets) if name == "table1_sft_data" else None
+    return table_arms(evals, arms, benches, extra), TITLES.get(name, f"{name}: accuracy (%) by arm and benchmark")

@@ -1,0 +1,12 @@
+"""Glue for rule train_sft. Logic: synergy.train.sft_trainer.train_sft."""
+from synergy.config import PromptConfig, SFTSettings
+from synergy.io import read_rows
+from synergy.logs import set_threads, setup_logging
+from synergy.train.sft_trainer import train_sft
+
+setup_logging(snakemake.log[0])
+set_threads(snakemake.threads)
+train_sft(snakemake.input.init, read_rows(snakemake.input.data), snakemake.output.model,
+          log_path=snakemake.output.log, state_dir=snakemake.params.state_dir,
+          cfg=SFTSettings.from_dict(snakemake.params.settings, f"sft ({snakemake.wildcards.arm})"),
+          image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position, seed=snakemake.params.seed)

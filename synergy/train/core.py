@@ -1,0 +1,205 @@
+"""The one training core shared by SFT, GRPO and the hybrids (DESIGN.md §4).
+
+Built on accelerate: one process on CPU (fp32), N processes on GPUs (bf16; DeepSpeed ZeRO when a
+stage is configured, launched with ``accelerate launch``). It owns what every trainer needs and
+nothing algorithm-specific:
+
+1. optimiser (AdamW) and learning-rate schedule (linear warm-up, then cosine or constant);
+2. full training state saved every N steps and at the end (``accelerator.save_state``: weights,
+   optimiser, scheduler, RNG) plus a JSON of the trainer's own counters, written to a temporary
+   folder and renamed, so a killed job never leaves a state that looks complete;
+3. resume: a rerun of a killed rule restores the newest state whose fingerprint (a hash of the
+   run's resolved settings) matches, and starts over otherwise (stale states are never mixed in);
+4. the per-step metrics table (``results/train_logs/{arm}.parquet``), kept inside the state so a
+   resumed run continues the same table;
+5. a divergence guard: a NaN or infinite loss stops the run with a clear error, and the last good
+   state stays on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+
+from synergy.config import _Section
+from synergy.io import write_parquet
+
+log = logging.getLogger("synergy.train")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last good state."""
+
+
+@dataclass(frozen=True)
+class OptimSettings(_Section):
+    """AdamW and its schedule (paper §2.1 SFT: lr 1e-5; §2.2 RL: lr 1e-6; scheduler unstated)."""
+
+    learning_rate: float
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    warmup_ratio: float = 0.0
+    schedule: str = "cosine"  # cosine (to min_lr_ratio) or constant, after warm-up
+    min_lr_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+
+
+def lr_factor(step: int, total_steps: int, cfg: OptimSettings) -> float:
+    """Multiplier of the peak learning rate at optimiser step ``step`` (0-based)."""
+    warmup = int(round(cfg.warmup_ratio * total_steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule != "cosine":
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; expected cosine or constant")
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_accelerator(grad_accum: int = 1, deepspeed_stage: int | None = None, seed: int = 0):
+    """An Accelerator: fp32 on CPU, bf16 on CUDA, DeepSpeed ZeRO ``deepspeed_stage`` when given and on GPU."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    kwargs: dict[str, Any] = {"gradient_accumulation_steps": grad_accum}
+    on_gpu = torch.cuda.is_available()
+    kwargs["mixed_precision"] = "bf16" if on_gpu else "no"
+    if deepspeed_stage is not None and on_gpu:
+        from accelerate.utils import DeepSpeedPlugin
+
+        kwargs["deepspeed_plugin"] = DeepSpeedPlugin(zero_stage=deepspeed_stage, gradient_accumulation_steps=grad_accum,
+                                                     gradient_clipping=None)
+    accelerator = Accelerator(cpu=not on_gpu, **kwargs)
+    set_seed(seed)
+    return accelerator
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimSettings, total_steps: int):
+    """AdamW over the trainable parameters and its LambdaLR schedule."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, cfg))
+    return opt, sched
+
+
+def fingerprint(settings: Mapping[str, Any]) -> str:
+    """A short hash of a run's resolved settings; a saved state resumes only a run with the same one."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Checkpointer:
+    """Full training states under ``state_dir/step-NNNNNN`` (atomic), newest ``keep_last`` kept."""
+
+    def __init__(self, accelerator, state_dir: str | Path, run_fingerprint: str, keep_last: int = 2):
+        self.accelerator = accelerator
+        self.state_dir = Path(state_dir)
+        self.fingerprint = run_fingerprint
+        self.keep_last = keep_last
+
+    def _states(self) -> list[Path]:
+        if not self.state_dir.is_dir():
+            return []
+        return sorted(p for p in self.state_dir.glob("step-*") if (p / "trainer_state.json").is_file())
+
+    def save(self, trainer_state: Mapping[str, Any]) -> Path:
+        """Save weights, optimiser, scheduler, RNG and ``trainer_state`` (must hold ``step``)."""
+        step = int(trainer_state["step"])
+        final = self.state_dir / f"step-{step:06d}"
+        tmp = self.state_dir / f".tmp-step-{step:06d}"
+        if self.accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(tmp), safe_serialization=True)
+        if self.accelerator.is_main_process:
+            payload = {**trainer_state, "fingerprint": self.fingerprint}
+            (tmp / "trainer_state.json").write_text(json.dumps(payload, default=_json_default))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in self._states()[: -self.keep_last]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        log.info("saved training state at step %d -> %s", step, final)
+        return final
+
+    def latest(self) -> tuple[Path, dict] | None:
+        """The newest complete state of this run (same fingerprint), or None."""
+        for path in reversed(self._states()):
+            state = json.loads((path / "trainer_state.json").read_text())
+            if state.get("fingerprint") == self.fingerprint:
+                return path, state
+            log.warning("ignoring training state %s: it belongs to a run with other settings", path)
+        return None
+
+    def restore(self) -> dict | None:
+        """Load the newest matching state into the accelerator's objects; return its trainer state."""
+        found = self.latest()
+        if found is None:
+            return None
+        path, state = found
+        self.accelerator.load_state(str(path))
+        log.info("resumed from %s (step %d)", path, state["step"])
+        return state
+
+    def clear(self) -> None:
+        """Remove every saved state (after the final model is written)."""
+        if self.accelerator.is_main_process:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _json_default(value):
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class MetricsLog:
+    """Per-step metrics; travels inside the training state so a resumed run continues the table."""
+
+    def __init__(self, path: str | Path, rows: Iterable[Mapping[str, Any]] = ()):
+        self.path = Path(path)
+        self.rows: list[dict] = [dict(r) for r in rows]
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        clean = {k: _json_default(v) if isinstance(v, torch.Tensor) else v for k, v in row.items()}
+        self.rows.append(clean)
+        log.info("step %s: %s", clean.get("step"), ", ".join(f"{k}={_fmt(v)}" for k, v in clean.items() if k != "step"))
+
+    def write(self) -> None:
+        if self.rows:
+            write_parquet(pl.DataFrame(self.rows, infer_schema_length=None).to_arrow(), self.path)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def check_finite(loss: torch.Tensor, step: int, checkpointer: Checkpointer | None) -> None:
+    """Stop with TrainingDiverged if ``loss`` is NaN or infinite, naming the last good state."""
+    if torch.isfinite(loss).all():
+        return
+    last = checkpointer.latest() if checkpointer else None
+    where = f"the last good state is {last[0]} (step {last[1]['step']})" if last else "no state was saved yet"
+    raise TrainingDiverged(f"loss became {loss.item()} at step {step}; training stopped, {where}. "
+                           "Lower the learning rate or inspect the batch, then rerun to resume.")
+
+
+def trainable_state_changed(before: Mapping[str, torch.Tensor], model: torch.nn.Module) -> bool:
+    """True if any trainable parameter differs from the ``before`` snapshot (tests, sanity checks)."""
+    return any(not torch.equal(before[n], p.detach()) for n, p in model.named_parameters() if n in before)
