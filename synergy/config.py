@@ -429,10 +429,10 @@ def _arm_errors(cfg: Mapping) -> list[str]:
                 break
             seen.append(node)
             node = parents[node]
-    for table, arm_list in (cfg.get("tables") or {}).items():
-        missing = [a for a in arm_list if a not in names]
+    for i, table in enumerate(cfg.get("tables") or []):
+        missing = [a for a in table["arms"] if a not in names]
         if missing:
-            errors.append(f"config key 'tables.{table}': arms {missing} are not declared in 'arms'")
+            errors.append(f"config key 'tables[{i}]' ({table['name']}): arms {missing} are not declared in 'arms'")
     return errors
 
 
@@ -457,7 +457,7 @@ def load_config(cfg: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -
         threads=cfg["compute"]["threads"],
         arms=tuple(ArmSpec.from_dict(a, f"arms[{i}]") for i, a in enumerate(cfg.get("arms", []))),
         evaluation=EvalConfig.from_dict(cfg["evaluation"], "evaluation") if "evaluation" in cfg else None,
-        tables={k: tuple(v) for k, v in (cfg.get("tables") or {}).items()},
+        tables={t["name"]: tuple(t["arms"]) for t in (cfg.get("tables") or [])},
         raw=cfg,
     )
 

@@ -21,9 +21,10 @@ def _invalid(mutate, match):
 
 
 def test_shipped_configs_are_valid():
-    for extra in ([], ["config/smoke.yaml"]):
-        study = load_config_file(ROOT / "config/config.yaml", *[ROOT / e for e in extra])
-        assert len(study.benchmarks) == 5 and study.difficulty.thresholds == (12, 8, 5, 2)
+    study = load_config_file(ROOT / "config/config.yaml")
+    assert len(study.benchmarks) == 5 and study.difficulty.thresholds == (12, 8, 5, 2) and len(study.arms) == 7
+    smoke = load_config_file(ROOT / "config/config.yaml", ROOT / "config/smoke.yaml")
+    assert smoke.difficulty.thresholds == (12, 8, 5, 2) and set(smoke.tables) == {"table1_sft_data", "table3_easy"}
 
 
 def test_unknown_key_is_named():
@@ -98,7 +99,7 @@ def test_unknown_override_in_arm_settings_is_named():
 
 
 def test_table_with_undeclared_arm_fails():
-    _invalid(lambda r: r["tables"].update(table2_kl=["base", "rl-typo"]), r"tables.table2_kl.*rl-typo")
+    _invalid(lambda r: r["tables"][1].update(arms=["base", "rl-typo"]), r"tables\[1\]' \(table2_kl\).*rl-typo")
 
 
 def test_arm_settings_merge_defaults_with_overrides():

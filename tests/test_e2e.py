@@ -12,12 +12,14 @@ from synergy.io import read_rows
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 TARGET = "results/tables/level_counts.csv"
+ARMS = ["base", "sft-eureka", "rl-noeasy"]  # config/smoke.yaml
+BENCHES = ["synth-count", "synth-compare"]
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     wd = tmp_path_factory.mktemp("smoke")
-    cmd = [SNAKEMAKE, TARGET, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--profile", str(ROOT / "profiles/local"),
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--profile", str(ROOT / "profiles/local"),
            "--configfile", str(ROOT / "config/smoke.yaml")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-5000:]
@@ -31,15 +33,14 @@ def test_level_table_covers_every_benchmark(smoke_run):
     wd, _ = smoke_run
     table = pl.read_csv(wd / TARGET)
     assert table.columns == ["bench", "L1", "L2", "L3", "L4", "L5", "total"]
-    assert table["bench"].to_list() == ["synth-count", "synth-attributes", "synth-arith", "synth-chart",
-                                        "synth-compare", "all"]
-    assert table.filter(pl.col("bench") == "all")["total"].item() == 60
+    assert table["bench"].to_list() == [*BENCHES, "all"]
+    assert table.filter(pl.col("bench") == "all")["total"].item() == 24
     assert (wd / "results/tables/level_counts.md").read_text().startswith("# Questions per benchmark")
 
 
 def test_samples_keep_raw_text_and_grades(smoke_run):
     wd, _ = smoke_run
-    samples = pl.read_parquet(wd / "results/difficulty/synth-arith.samples.parquet")
+    samples = pl.read_parquet(wd / "results/difficulty/synth-compare.samples.parquet")
     assert {"id", "sample", "response", "num_tokens", "truncated", "extracted", "correct", "format_ok",
             "status"} <= set(samples.columns)
     assert samples.group_by("id").len()["len"].to_list() == [16] * 12
@@ -52,7 +53,7 @@ def test_levels_match_samples(smoke_run):
     samples = pl.concat([pl.read_parquet(p) for p in (wd / "results/difficulty").glob("*.samples.parquet")])
     passes = samples.group_by("id").agg(pl.col("correct").sum().alias("p"))
     joined = levels.join(passes, on="id")
-    assert joined.height == 60 and (joined["passes"] == joined["p"]).all()
+    assert joined.height == 24 and (joined["passes"] == joined["p"]).all()
     assert set(levels["level"]) <= {"L1", "L2", "L3", "L4", "L5"}
 
 
@@ -79,8 +80,9 @@ def test_every_job_has_a_log_and_a_benchmark(smoke_run):
     wd, _ = smoke_run
     logs = sorted(p.parent.name for p in (wd / "logs").glob("*/*.log"))
     assert set(logs) == {"build_synthetic_benchmark", "build_synthetic_train_set", "build_base_model",
-                         "sample_difficulty", "assign_levels", "tabulate_level_counts"}
-    assert len(list((wd / "results/benchmarks").glob("*/*.tsv"))) == 16
+                         "sample_difficulty", "assign_levels", "tabulate_level_counts", "train_sft", "train_grpo",
+                         "sample_train_pass_rates", "tabulate_arms"}
+    assert len(list((wd / "logs/evaluate").glob("*/*.log"))) == len(ARMS) * len(BENCHES)
     log = (wd / "logs/build_base_model/base.log").read_text()
     assert "pretraining done" in log
 
@@ -90,3 +92,40 @@ def test_rerun_has_nothing_to_do(smoke_run):
     out = subprocess.run([*cmd, "-n"], capture_output=True, text=True)
     assert out.returncode == 0
     assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_every_table_has_every_arm_and_benchmark(smoke_run):
+    wd, _ = smoke_run
+    expected = {"table1_sft_data": ["base", "sft-eureka"], "table3_easy": ["base", "rl-noeasy"]}
+    for table, arms in expected.items():
+        t = pl.read_csv(wd / f"results/tables/{table}.csv")
+        assert t["arm"].to_list() == arms
+        assert t.select(pl.col("Avg")).null_count().item() == 0
+        assert (wd / f"results/tables/{table}.md").is_file()
+    levels = pl.read_csv(wd / "results/tables/level_accuracy.csv")
+    assert levels.height == len(ARMS) * len(BENCHES) * 5 and set(levels["level"]) == {"L1", "L2", "L3", "L4", "L5"}
+
+
+def test_trained_arms_differ_from_base_and_log_their_steps(smoke_run):
+    wd, _ = smoke_run
+    from safetensors.torch import load_file
+
+    base = load_file(wd / "results/models/base/model.safetensors")
+    for arm in ARMS[1:]:
+        weights = load_file(wd / f"results/models/{arm}/model.safetensors")
+        changed = [k for k in base if "visual" not in k and not (base[k] == weights[k]).all()]
+        assert changed, f"{arm}: no language-model weight changed"
+        assert all((base[k] == weights[k]).all() for k in base if "visual" in k), f"{arm}: vision tower changed"
+        log = pl.read_parquet(wd / f"results/train_logs/{arm}.parquet")
+        assert log.height > 0 and "step" in log.columns
+    grpo_log = pl.read_parquet(wd / "results/train_logs/rl-noeasy.parquet")
+    assert {"reward", "accuracy", "format_rate", "entropy", "response_length", "clip_ratio", "kl", "grad_norm", "lr",
+            "groups_with_signal"} <= set(grpo_log.columns)
+    assert not (wd / "results/train_state/rl-noeasy").exists()  # states are removed once the model is written
+
+
+def test_evaluation_keeps_k_graded_samples_per_question(smoke_run):
+    wd, _ = smoke_run
+    ev = pl.read_parquet(wd / "results/eval/sft-eureka/synth-count.parquet")
+    assert ev.group_by("id").len()["len"].to_list() == [2] * 12
+    assert set(ev["arm"]) == {"sft-eureka"}

@@ -106,3 +106,14 @@ def test_canonical_parquet_round_trip(tmp_path):
     pq.write_table(to_table(rows), tmp_path / "b.parquet")
     back = pq.read_table(tmp_path / "b.parquet").to_pylist()
     assert back == rows
+
+
+def test_sampling_stage_rejects_a_bad_benchmark_row_before_generating():
+    from synergy.generate import SamplingConfig
+    from synergy.sampling import sample_and_grade
+
+    good = build_benchmark("b", 3, ALL, **KW)
+    bad = [*good[:2], {**good[2], "images": [b"garbage"]}]
+    with pytest.raises(DataError, match=r"row id='b/00002' in results/data/bench/b.parquet: image 0 is unreadable"):
+        sample_and_grade(None, None, bad, SamplingConfig(), reasoning=False, image_position="after_text",
+                         grader=None, path="results/data/bench/b.parquet")

@@ -69,19 +69,24 @@ def lr_factor(step: int, total_steps: int, cfg: OptimSettings) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def build_accelerator(grad_accum: int = 1, deepspeed_stage: int | None = None, seed: int = 0):
-    """An Accelerator: fp32 on CPU, bf16 on CUDA, DeepSpeed ZeRO ``deepspeed_stage`` when given and on GPU."""
+def build_accelerator(grad_accum: int = 1, deepspeed_stage: int | None = None, seed: int = 0,
+                      max_grad_norm: float | None = None):
+    """An Accelerator: fp32 on CPU, bf16 on CUDA, DeepSpeed ZeRO ``deepspeed_stage`` when given and on GPU.
+
+    Schedulers are stepped by the trainers once per optimiser step (``step_scheduler_with_optimizer``
+    is off): register them with ``accelerator.register_for_checkpointing`` instead of ``prepare``.
+    """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    kwargs: dict[str, Any] = {"gradient_accumulation_steps": grad_accum}
+    kwargs: dict[str, Any] = {"gradient_accumulation_steps": grad_accum, "step_scheduler_with_optimizer": False}
     on_gpu = torch.cuda.is_available()
     kwargs["mixed_precision"] = "bf16" if on_gpu else "no"
     if deepspeed_stage is not None and on_gpu:
         from accelerate.utils import DeepSpeedPlugin
 
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(zero_stage=deepspeed_stage, gradient_accumulation_steps=grad_accum,
-                                                     gradient_clipping=None)
+                                                     gradient_clipping=max_grad_norm)
     accelerator = Accelerator(cpu=not on_gpu, **kwargs)
     set_seed(seed)
     return accelerator
