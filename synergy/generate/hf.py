@@ -163,7 +163,7 @@ def generate(
         idx = order[start : start + count]
         batch = [prompts[i] for i in idx]
         enc = encode_prompts(processor, batch, [texts[i] for i in idx])
-        enc.pop("mm_token_type_ids", None)
+        # keep mm_token_type_ids: Qwen2.5-VL builds its 3-D M-RoPE positions of image tokens from it
         enc = {key: v.to(device) if isinstance(v, torch.Tensor) else v for key, v in enc.items()}
         prompt_len = enc["input_ids"].shape[1]
         t0 = time.perf_counter()

@@ -31,7 +31,8 @@ from synergy.prompts import Prompt
 
 IGNORE_INDEX = -100
 END_OF_TURN = "<|im_end|>"
-MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")
+# mm_token_type_ids marks image tokens: Qwen2.5-VL needs it to build its 3-D (M-RoPE) positions.
+MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw")
 
 
 def _expand_image_pads(ids: list[int], image_token_id: int, counts: list[int]) -> list[int]:
@@ -95,6 +96,8 @@ def collate_sft(
         labels[i, pos[n_prompt:]] = row[n_prompt:]
 
     batch = {"input_ids": input_ids, "attention_mask": attn, "labels": labels}
+    if "mm_token_type_ids" in enc:
+        batch["mm_token_type_ids"] = enc["mm_token_type_ids"]
     if images:
         batch["pixel_values"] = enc["pixel_values"]
         batch["image_grid_thw"] = enc["image_grid_thw"]
