@@ -12,11 +12,11 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 	$(PY) -c "import torch, torchvision, transformers, synergy" && touch $@
 
-study: setup          ## the embedded study on this machine (CPU)
-	$(SMK) --profile profiles/local results/tables/level_counts.csv
+study: setup          ## the embedded study on this machine (CPU): every table that exists so far
+	$(SMK) --profile profiles/local
 
 smoke: setup          ## the same DAG on the smoke config (minutes)
-	$(SMK) --profile profiles/local results/tables/level_counts.csv --configfile config/smoke.yaml
+	$(SMK) --profile profiles/local --configfile config/smoke.yaml
 
 test: setup           ## every test tier: unit, DAG, end to end on the smoke config
 	$(PY) -m pytest -q
