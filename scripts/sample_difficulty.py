@@ -1,19 +1,15 @@
-"""Glue for rule sample_difficulty. Logic: synergy.sampling.sample_and_grade."""
+"""Glue for rule sample_difficulty. Logic: synergy.sampling.sample_file (paper §2.3: n samples, base model)."""
 from synergy.config import DifficultyConfig, GradingConfig, PromptConfig
 from synergy.generate import SamplingConfig
-from synergy.grading import Grader
-from synergy.io import read_rows, write_parquet
+from synergy.io import write_parquet
 from synergy.logs import set_threads, setup_logging
-from synergy.models import load_model
-from synergy.sampling import sample_and_grade
+from synergy.sampling import sample_file
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)
 cfg = DifficultyConfig.from_dict(snakemake.params.difficulty, "difficulty")
-sampling = SamplingConfig(n=cfg.num_samples, seed=snakemake.params.seed, **cfg.sampling.to_dict())
-model, processor = load_model(snakemake.input.model)
-with Grader(GradingConfig.from_dict(snakemake.params.grading).timeout_s) as grader:
-    df = sample_and_grade(model, processor, read_rows(snakemake.input.bench), sampling, grader=grader,
-                          reasoning=cfg.reasoning_instruction, path=snakemake.input.bench,
-                          image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position)
+df = sample_file(snakemake.input.model, snakemake.input.bench,
+                 SamplingConfig(n=cfg.num_samples, seed=snakemake.params.seed, **cfg.sampling.to_dict()),
+                 reasoning=cfg.reasoning_instruction, timeout_s=GradingConfig.from_dict(snakemake.params.grading).timeout_s,
+                 image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position)
 write_parquet(df.to_arrow(), snakemake.output[0])

@@ -1,20 +1,16 @@
 """Glue for rule sample_train_pass_rates: the base model's G rollouts on training queries (paper §2.2)."""
 from synergy.config import GRPOSettings, GradingConfig, PromptConfig
 from synergy.generate import SamplingConfig
-from synergy.grading import Grader
-from synergy.io import read_rows, write_parquet
+from synergy.io import write_parquet
 from synergy.logs import set_threads, setup_logging
-from synergy.models import load_model
-from synergy.sampling import sample_and_grade
+from synergy.sampling import sample_file
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)
 g = GRPOSettings.from_dict(snakemake.params.grpo, "grpo")  # the rollout settings of the RL arms
 sampling = SamplingConfig(n=g.num_generations, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
                           max_new_tokens=g.max_new_tokens, seed=snakemake.params.seed)
-model, processor = load_model(snakemake.input.model)
-with Grader(GradingConfig.from_dict(snakemake.params.grading).timeout_s) as grader:
-    df = sample_and_grade(model, processor, read_rows(snakemake.input.bench), sampling, grader=grader,
-                          reasoning=g.reasoning_instruction, path=snakemake.input.bench,
-                          image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position)
+df = sample_file(snakemake.input.model, snakemake.input.bench, sampling, reasoning=g.reasoning_instruction,
+                 timeout_s=GradingConfig.from_dict(snakemake.params.grading).timeout_s,
+                 image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position)
 write_parquet(df.to_arrow(), snakemake.output[0])

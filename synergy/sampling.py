@@ -50,3 +50,15 @@ def sample_and_grade(model, processor, rows: Sequence[Mapping], cfg: SamplingCon
              time.monotonic() - start, df["correct"].mean(), df["format_ok"].mean(), int(df["truncated"].sum()),
              grader.stats)
     return df
+
+
+def sample_file(model_dir: str, bench_path: str, cfg: SamplingConfig, *, reasoning: bool, image_position: str,
+                timeout_s: float) -> pl.DataFrame:
+    """Load the HF model in ``model_dir`` and sample + grade every question of a canonical parquet file."""
+    from synergy.io import read_rows
+    from synergy.models import load_model
+
+    model, processor = load_model(model_dir)
+    with Grader(timeout_s) as grader:
+        return sample_and_grade(model, processor, read_rows(bench_path), cfg, reasoning=reasoning,
+                                image_position=image_position, grader=grader, path=bench_path)
