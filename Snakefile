@@ -22,6 +22,7 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 include: "rules/common.smk"  # config validation, wildcard constraints
 include: "rules/data.smk"  # benchmarks and training sets
+include: "rules/download.smk"  # hub datasets and models into resources/ (or local_path)
 include: "rules/models.smk"  # the base model
 include: "rules/difficulty.smk"  # base-model samples -> pass rates -> levels (paper §2.3)
 include: "rules/train.smk"  # SFT and GRPO arms (paper §2.1-2.2)

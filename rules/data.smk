@@ -1,9 +1,20 @@
-# Benchmarks and training sets in the canonical schema (DESIGN.md §3; paper §2.1).
+# Benchmarks and training sets in the canonical schema (DESIGN.md §3; paper §2.1-2.4): drawn here
+# (loader: synthetic) or read from a hub dataset / local copy (synergy/data/loaders/).
+from synergy.data.loaders.hub import dataset_dir, dataset_downloads
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names) or "^$"
+
+
+DATASET_DOWNLOADS = dataset_downloads([s.to_dict() for s in (*STUDY.benchmarks, *STUDY.train_sets)])
 
 
 rule build_synthetic_benchmark:
     output:
         "results/data/bench/{bench}.parquet",
+    wildcard_constraints:
+        bench=_alternatives(b.name for b in STUDY.benchmarks if b.loader == "synthetic"),
     params:
         spec=lambda wc: bench_spec(STUDY, wc.bench).to_dict(),
         synthetic=config.get("synthetic"),
@@ -22,6 +33,8 @@ rule build_synthetic_train_set:
         benchmarks=synthetic_bench_paths(STUDY),
     output:
         "results/data/train/{set}.parquet",
+    wildcard_constraints:
+        set=_alternatives(t.name for t in STUDY.train_sets if t.loader == "synthetic"),
     params:
         spec=lambda wc: train_spec(STUDY, wc.set).to_dict(),
         templates=lambda wc: train_templates(STUDY, train_spec(STUDY, wc.set)),
@@ -34,3 +47,43 @@ rule build_synthetic_train_set:
         "results/benchmarks/build_synthetic_train_set/{set}.tsv"
     script:
         "../scripts/build_synthetic_train_set.py"
+
+
+rule load_benchmark:
+    input:
+        data=lambda wc: dataset_dir(bench_spec(STUDY, wc.bench).to_dict()),
+    output:
+        "results/data/bench/{bench}.parquet",
+    wildcard_constraints:
+        bench=_alternatives(b.name for b in STUDY.benchmarks if b.loader != "synthetic"),
+    params:
+        spec=lambda wc: bench_spec(STUDY, wc.bench).to_dict(),
+        seed=lambda wc: derived_seed(STUDY.seed, "subsample", wc.bench),
+    conda:
+        "../envs/cpu.yaml"
+    log:
+        "logs/load_benchmark/{bench}.log",
+    benchmark:
+        "results/benchmarks/load_benchmark/{bench}.tsv"
+    script:
+        "../scripts/load_dataset.py"
+
+
+rule load_train_set:
+    input:
+        data=lambda wc: dataset_dir(train_spec(STUDY, wc.set).to_dict()),
+    output:
+        "results/data/train/{set}.parquet",
+    wildcard_constraints:
+        set=_alternatives(t.name for t in STUDY.train_sets if t.loader != "synthetic"),
+    params:
+        spec=lambda wc: train_spec(STUDY, wc.set).to_dict(),
+        seed=lambda wc: derived_seed(STUDY.seed, "subsample", wc.set),
+    conda:
+        "../envs/cpu.yaml"
+    log:
+        "logs/load_train_set/{set}.log",
+    benchmark:
+        "results/benchmarks/load_train_set/{set}.tsv"
+    script:
+        "../scripts/load_dataset.py"

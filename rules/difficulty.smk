@@ -1,4 +1,6 @@
-# Difficulty levels from the base model's pass rate over n samples (paper §2.3).
+# Difficulty levels from the base model's pass rate over n samples (paper §2.3), or the paper's
+# own tags for benchmarks with `levels: paper`.
+from synergy.data.loaders.hub import level_inputs
 
 
 rule sample_difficulty:
@@ -25,7 +27,7 @@ rule sample_difficulty:
 
 rule assign_levels:
     input:
-        expand("results/difficulty/{bench}.samples.parquet", bench=STUDY.bench_names),
+        unpack(lambda wc: level_inputs([b.to_dict() for b in STUDY.benchmarks])),
     output:
         "results/difficulty/levels.parquet",
     params:

@@ -1,22 +1,38 @@
-# The base model: the tiny Qwen2.5-VL built and pretrained here (embedded study).
+# The base model: the tiny Qwen2.5-VL built and pretrained here (embedded study), or a Hugging Face
+# model folder (paper study: Qwen2.5-VL-7B-Instruct) linked into place from resources/ or local_path.
+from synergy.data.loaders.hub import model_source_dir
 
 
-rule build_base_model:
-    input:
-        pretrain=lambda wc: f"results/data/train/{STUDY.base_model.pretrain.train_set}.parquet",
-        corpus=tokenizer_corpus_paths(STUDY),
-    output:
-        directory("results/models/base"),
-    params:
-        base_model=config["base_model"],
-        image_size=config.get("synthetic", {}).get("image_size"),
-        prompt=config["prompt"],
-    threads: config["compute"]["threads"]
-    conda:
-        "../envs/cpu.yaml"
-    log:
-        "logs/build_base_model/base.log",
-    benchmark:
-        "results/benchmarks/build_base_model/base.tsv"
-    script:
-        "../scripts/build_base_model.py"
+if STUDY.base_model.source == "tiny":
+
+    rule build_base_model:
+        input:
+            pretrain=lambda wc: f"results/data/train/{STUDY.base_model.pretrain.train_set}.parquet",
+            corpus=tokenizer_corpus_paths(STUDY),
+        output:
+            directory("results/models/base"),
+        params:
+            base_model=config["base_model"],
+            image_size=config.get("synthetic", {}).get("image_size"),
+            prompt=config["prompt"],
+        threads: config["compute"]["threads"]
+        conda:
+            "../envs/cpu.yaml"
+        log:
+            "logs/build_base_model/base.log",
+        benchmark:
+            "results/benchmarks/build_base_model/base.tsv"
+        script:
+            "../scripts/build_base_model.py"
+
+else:
+
+    rule link_base_model:
+        input:
+            model=model_source_dir(config["base_model"]),
+        output:
+            directory("results/models/base"),
+        log:
+            "logs/link_base_model/base.log",
+        script:
+            "../scripts/link_base_model.py"

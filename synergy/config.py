@@ -94,6 +94,20 @@ class SetSpec(_Section):
     modality: str = "image"
     error_rate: float = 0.2
     reasoning_share: float = 1.0
+    # real datasets (synergy/data/loaders/; loader != synthetic)
+    source: str | None = None           # hub id, fetched into resources/datasets/ by rule download_dataset
+    local_path: str | None = None       # a local copy in the repository's layout; replaces the download
+    revision: str | None = None         # hub revision (branch, tag or commit) to pin
+    split: str | None = None            # the split to read (default: the loader's, e.g. MathVision test)
+    files: tuple[str, ...] | None = None  # globs of the data files (default: the loader's layout for the split)
+    where: Any = None                   # {column: [values]}: keep only matching rows (e.g. MathVerse versions)
+    subsets: tuple[str, ...] | None = None  # MMMU: subject folders to read (default: all)
+    columns: Any = None                 # Eureka-Distill: {role: column} where auto-detection fails
+    trace: str | None = None            # s1K: gemini or deepseek trace columns
+    levels: str = "measured"            # measured (base model, paper §2.3) or paper (the tag of the paper's copies)
+    level_column: str | None = None     # levels: paper: the column holding the tag
+    level_format: str = "level"         # level (1-5 / L1-L5) or passes (correct runs of 16)
+    on_bad_row: str = "raise"           # raise, or skip (counted and listed in the rule's log)
 
 
 @dataclass(frozen=True)
@@ -131,8 +145,10 @@ class PretrainConfig(_Section):
 
 @dataclass(frozen=True)
 class BaseModelConfig(_Section):
-    source: str
-    path: str | None = None
+    source: str                      # tiny (built here) or hf (a Hugging Face model folder)
+    path: str | None = None          # hf: hub id, fetched into resources/models/ by rule download_model
+    revision: str | None = None      # hf: hub revision to pin
+    local_path: str | None = None    # hf: a local model folder that replaces the download
     tiny: TinyModelSettings | None = None
     pretrain: PretrainConfig | None = None
 
@@ -360,6 +376,10 @@ def _semantic_errors(cfg: Mapping) -> list[str]:
             errors.append(f"config key {section!r}: duplicate names {dupes}")
         for i, spec in enumerate(cfg.get(section, [])):
             where = f"{section}[{i}] ({spec['name']})"
+            from synergy.data.loaders.registry import loader_errors, synthetic_errors
+
+            errors += synthetic_errors(section, i, spec) if spec.get("loader") == "synthetic" else \
+                loader_errors(section, i, spec)
             if spec.get("loader") == "synthetic":
                 if "num_questions" not in spec:
                     errors.append(f"missing required config key '{section}[{i}].num_questions' for loader synthetic")
@@ -387,8 +407,9 @@ def _semantic_errors(cfg: Mapping) -> list[str]:
         unknown = sorted(set(pre.get("curriculum_templates", [])) - set(TEMPLATES)) if pre else []
         if unknown:
             errors.append(f"config key 'base_model.pretrain.curriculum_templates': unknown templates {unknown}")
-    elif bm.get("source") == "hf" and not bm.get("path"):
-        errors.append("missing required config key 'base_model.path' for source: hf")
+    elif bm.get("source") == "hf" and not (bm.get("path") or bm.get("local_path")):
+        errors.append("missing required config key 'base_model.path' (hub id) or 'base_model.local_path' "
+                      "(a model folder) for source: hf")
     return errors
 
 

@@ -56,3 +56,32 @@ def level_counts(levels: pl.DataFrame, benches: Sequence[str]) -> pl.DataFrame:
         rows.append({"bench": bench, **counts, "total": sub.height})
     total = {"bench": "all", **{lv: sum(r[lv] for r in rows) for lv in LEVELS}, "total": sum(r["total"] for r in rows)}
     return pl.DataFrame([*rows, total])
+
+
+def levels_from_tags(rows: Sequence[dict], num_samples: int, thresholds: Sequence[int]) -> pl.DataFrame:
+    """Levels of a benchmark read with ``levels: paper``: the paper's tag kept in each row's ``meta``.
+
+    ``meta.paper_level`` (L1..L5) is taken as is (passes unknown: null); ``meta.paper_passes`` (correct
+    runs of ``num_samples``) is binned with ``thresholds`` like a measured pass count. Same columns as
+    ``levels_from_samples``.
+    """
+    import json
+
+    out = []
+    for row in rows:
+        meta = json.loads(row.get("meta") or "{}")
+        passes = meta.get("paper_passes")
+        if passes is not None:
+            if not 0 <= int(passes) <= num_samples:
+                raise ValueError(f"{row['bench']}/{row['id']}: paper pass count {passes} is not in 0..{num_samples}")
+            level = assign_level(int(passes), thresholds)
+        elif meta.get("paper_level") in LEVELS:
+            level = meta["paper_level"]
+        else:
+            raise ValueError(f"{row['bench']}/{row['id']}: no paper difficulty tag in meta (the benchmark was not "
+                             f"loaded with levels: paper)")
+        out.append({"bench": row["bench"], "id": row["id"], "passes": passes,
+                    "num_samples": num_samples if passes is not None else None, "unverified": 0,
+                    "pass_rate": passes / num_samples if passes is not None else None, "level": level})
+    return pl.DataFrame(out, schema={"bench": pl.String, "id": pl.String, "passes": pl.Int32, "num_samples": pl.Int32,
+                                     "unverified": pl.Int32, "pass_rate": pl.Float64, "level": pl.String})

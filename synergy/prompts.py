@@ -12,6 +12,7 @@ own examples put the image first. Both orders are legal in the Qwen2.5-VL chat t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -34,13 +35,23 @@ class Prompt:
 
 
 def format_question(row: Mapping) -> str:
-    """Question stem plus the options, one per line (``A. red``)."""
+    """Question stem plus the options, one per line (``A. red``), unless ``meta.render_options`` is false
+    (the question text or the image already lists them; synergy/data/loaders/benchmarks.py)."""
     text = row["question"].strip()
     options = list(row.get("options") or [])
-    if options:
+    if options and _render_options(row):
         lines = [f"{OPTION_LETTERS[i]}. {opt}" for i, opt in enumerate(options)]
         text = text + "\n" + "\n".join(lines)
     return text
+
+
+def _render_options(row: Mapping) -> bool:
+    meta = row.get("meta") or "{}"
+    if isinstance(meta, str):
+        if "render_options" not in meta:  # fast path: most rows never set it
+            return True
+        meta = json.loads(meta)
+    return bool(meta.get("render_options", True))
 
 
 def user_text(row: Mapping, reasoning: bool) -> str:

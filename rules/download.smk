@@ -1,0 +1,41 @@
+# Hub datasets and models fetched into resources/ (huggingface_hub; token from the environment).
+# A `local_path` in the config points a dataset or model at a local copy instead: no download job.
+from synergy.data.loaders.hub import model_downloads
+
+MODEL_DOWNLOADS = model_downloads(
+    [config["base_model"] if config["base_model"]["source"] == "hf" else None, (config.get("judge") or {}).get("model")]
+)
+
+
+localrules:
+    download_dataset,
+    download_model,
+    link_base_model,
+
+
+rule download_dataset:
+    output:
+        directory("resources/datasets/{dataset}"),
+    wildcard_constraints:
+        dataset=_alternatives(DATASET_DOWNLOADS),
+    params:
+        download=lambda wc: DATASET_DOWNLOADS[wc.dataset],
+        repo_type="dataset",
+    log:
+        "logs/download_dataset/{dataset}.log",
+    script:
+        "../scripts/download.py"
+
+
+rule download_model:
+    output:
+        directory("resources/models/{model}"),
+    wildcard_constraints:
+        model=_alternatives(MODEL_DOWNLOADS),
+    params:
+        download=lambda wc: MODEL_DOWNLOADS[wc.model],
+        repo_type="model",
+    log:
+        "logs/download_model/{model}.log",
+    script:
+        "../scripts/download.py"

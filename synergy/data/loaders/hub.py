@@ -1,0 +1,152 @@
+"""Hub ids -> directories under ``resources/``, and the download behind rules download_dataset / download_model.
+
+Every dataset or model of a study is either a Hugging Face hub id (``source`` / ``path``), fetched
+once into ``resources/datasets/<owner>--<name>`` or ``resources/models/<owner>--<name>`` by a
+download rule, or a local directory (``local_path``) that replaces the download on clusters
+without internet. The directory layout is the repository's own in both cases.
+
+The download uses ``huggingface_hub.snapshot_download`` at run time only (no import at DAG-build
+time). Authentication comes from the environment (``HF_TOKEN`` or a cached ``hf auth login``); the
+token is never read, passed or logged by this module. ``HF_HUB_OFFLINE=1`` makes the download use
+the local hub cache only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from synergy.data.loaders.registry import file_patterns
+
+log = logging.getLogger("synergy.data.hub")
+
+DATASETS_DIR = "resources/datasets"
+MODELS_DIR = "resources/models"
+BENCH_PATH = "results/data/bench/{bench}.parquet"
+SAMPLES_PATH = "results/difficulty/{bench}.samples.parquet"
+MANIFEST = "synergy_download.json"
+MODEL_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.py", "*.md")
+
+
+def slug(repo_id: str, revision: str | None = None) -> str:
+    """A directory name for a hub id: ``owner/name`` -> ``owner--name`` (``@revision`` appended if pinned)."""
+    if not repo_id or repo_id.count("/") != 1 or any(c in repo_id for c in " \\:"):
+        raise ValueError(f"{repo_id!r} is not a hub id of the form owner/name")
+    return repo_id.replace("/", "--") + (f"@{revision}" if revision else "")
+
+
+def dataset_dir(spec: Mapping) -> str:
+    """Where a benchmark / train set is read from: its ``local_path``, else its download directory."""
+    if spec.get("local_path"):
+        return str(spec["local_path"])
+    return f"{DATASETS_DIR}/{slug(spec['source'], spec.get('revision'))}"
+
+
+def model_source_dir(entry: Mapping) -> str:
+    """Where a model (``base_model`` or ``judge``) is read from: its ``local_path``, else its download directory."""
+    if entry.get("local_path"):
+        return str(entry["local_path"])
+    return f"{MODELS_DIR}/{slug(entry['path'], entry.get('revision'))}"
+
+
+def dataset_downloads(specs: Sequence[Mapping]) -> dict[str, dict]:
+    """slug -> {repo_id, revision, allow_patterns} for every non-synthetic set without a local_path.
+
+    Two sets reading one repository share one download; its patterns are the union of theirs.
+    """
+    out: dict[str, dict] = {}
+    for spec in specs:
+        if spec.get("loader") == "synthetic" or spec.get("local_path"):
+            continue
+        key = slug(spec["source"], spec.get("revision"))
+        entry = out.setdefault(key, {"repo_id": spec["source"], "revision": spec.get("revision"),
+                                     "allow_patterns": ["README.md"]})
+        for pat in file_patterns(spec):
+            if pat not in entry["allow_patterns"]:
+                entry["allow_patterns"].append(pat)
+    return out
+
+
+def model_downloads(entries: Sequence[Mapping]) -> dict[str, dict]:
+    """slug -> {repo_id, revision, allow_patterns} for every hub model (``source: hf`` / a judge) without local_path."""
+    out = {}
+    for e in entries:
+        if e and e.get("path") and not e.get("local_path"):
+            out[slug(e["path"], e.get("revision"))] = {"repo_id": e["path"], "revision": e.get("revision"),
+                                                        "allow_patterns": list(MODEL_FILES)}
+    return out
+
+
+def level_inputs(benchmarks: Sequence[Mapping]) -> dict[str, list[str]]:
+    """Inputs of rule assign_levels: the base model's samples (levels: measured) and, for levels: paper,
+    the benchmark files whose rows carry the paper's tag in ``meta``."""
+    return {
+        "samples": [SAMPLES_PATH.format(bench=b["name"]) for b in benchmarks if b.get("levels", "measured") == "measured"],
+        "tagged": [BENCH_PATH.format(bench=b["name"]) for b in benchmarks if b.get("levels") == "paper"],
+    }
+
+
+def download(repo_id: str, dest: str | Path, *, repo_type: str, revision: str | None = None,
+             allow_patterns: Sequence[str] | None = None) -> dict:
+    """Fetch a hub repository (the files matching ``allow_patterns``) into ``dest``; return its manifest.
+
+    Files land in ``dest + '.partial'`` first and the folder is renamed when complete, so an
+    interrupted download never looks finished.
+    """
+    from huggingface_hub import HfApi, snapshot_download
+
+    dest = Path(dest)
+    partial = dest.with_name(dest.name + ".partial")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s %s (revision %s, files %s) into %s", repo_type, repo_id, revision or "main",
+             list(allow_patterns) if allow_patterns else "all", dest)
+    snapshot_download(repo_id, repo_type=repo_type, revision=revision, local_dir=partial,
+                      allow_patterns=list(allow_patterns) if allow_patterns else None)
+    files = sorted(p for p in partial.rglob("*") if p.is_file() and ".cache" not in p.relative_to(partial).parts)
+    if not files:
+        raise FileNotFoundError(f"{repo_type} {repo_id}: no file matches {list(allow_patterns or [])}")
+    try:
+        sha = (HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info)(repo_id, revision=revision).sha
+    except Exception as exc:  # offline mode: the cache has the files but no repo metadata
+        log.warning("could not read the commit of %s (%s: %s)", repo_id, type(exc).__name__, exc)
+        sha = None
+    manifest = {"repo_id": repo_id, "repo_type": repo_type, "revision": revision, "commit": sha,
+                "allow_patterns": list(allow_patterns or []), "files": len(files),
+                "bytes": sum(p.stat().st_size for p in files)}
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(partial / ".cache", ignore_errors=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(partial, dest)
+    log.info("%s %s: %d files, %.1f MB, commit %s", repo_type, repo_id, manifest["files"], manifest["bytes"] / 1e6, sha)
+    return manifest
+
+
+def link_model_dir(source: str | Path, dest: str | Path) -> list[str]:
+    """Make ``dest`` a directory of symlinks to the files of the HF model folder ``source`` (no copy of weights).
+
+    ``source`` must hold ``config.json`` and safetensors weights; every file (recursively) is linked.
+    """
+    source, dest = Path(source).resolve(), Path(dest)
+    if not (source / "config.json").is_file():
+        raise FileNotFoundError(f"{source} is not a model folder: no config.json (files: "
+                                f"{sorted(p.name for p in source.iterdir())[:20] if source.is_dir() else 'none'})")
+    if not any(source.glob("*.safetensors")):
+        raise FileNotFoundError(f"{source} holds no *.safetensors weights (pickled .bin weights are not loaded)")
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    linked = []
+    for f in sorted(source.rglob("*")):
+        if f.is_file() and ".cache" not in f.relative_to(source).parts:
+            target = partial / f.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(f)
+            linked.append(str(f.relative_to(source)))
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(partial, dest)
+    return linked
