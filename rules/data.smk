@@ -1,11 +1,6 @@
 # Benchmarks and training sets in the canonical schema (DESIGN.md §3; paper §2.1-2.4): drawn here
 # (loader: synthetic) or read from a hub dataset / local copy (synergy/data/loaders/).
-from synergy.data.loaders.hub import dataset_dir, dataset_downloads
-
-
-def _alternatives(names):
-    return "|".join(re.escape(n) for n in names) or "^$"
-
+from synergy.data.loaders.hub import alternatives, dataset_dir, dataset_downloads
 
 DATASET_DOWNLOADS = dataset_downloads([s.to_dict() for s in (*STUDY.benchmarks, *STUDY.train_sets)])
 
@@ -14,7 +9,7 @@ rule build_synthetic_benchmark:
     output:
         "results/data/bench/{bench}.parquet",
     wildcard_constraints:
-        bench=_alternatives(b.name for b in STUDY.benchmarks if b.loader == "synthetic"),
+        bench=alternatives(b.name for b in STUDY.benchmarks if b.loader == "synthetic"),
     params:
         spec=lambda wc: bench_spec(STUDY, wc.bench).to_dict(),
         synthetic=config.get("synthetic"),
@@ -34,7 +29,7 @@ rule build_synthetic_train_set:
     output:
         "results/data/train/{set}.parquet",
     wildcard_constraints:
-        set=_alternatives(t.name for t in STUDY.train_sets if t.loader == "synthetic"),
+        set=alternatives(t.name for t in STUDY.train_sets if t.loader == "synthetic"),
     params:
         spec=lambda wc: train_spec(STUDY, wc.set).to_dict(),
         templates=lambda wc: train_templates(STUDY, train_spec(STUDY, wc.set)),
@@ -55,7 +50,7 @@ rule load_benchmark:
     output:
         "results/data/bench/{bench}.parquet",
     wildcard_constraints:
-        bench=_alternatives(b.name for b in STUDY.benchmarks if b.loader != "synthetic"),
+        bench=alternatives(b.name for b in STUDY.benchmarks if b.loader != "synthetic"),
     params:
         spec=lambda wc: bench_spec(STUDY, wc.bench).to_dict(),
         seed=lambda wc: derived_seed(STUDY.seed, "subsample", wc.bench),
@@ -75,7 +70,7 @@ rule load_train_set:
     output:
         "results/data/train/{set}.parquet",
     wildcard_constraints:
-        set=_alternatives(t.name for t in STUDY.train_sets if t.loader != "synthetic"),
+        set=alternatives(t.name for t in STUDY.train_sets if t.loader != "synthetic"),
     params:
         spec=lambda wc: train_spec(STUDY, wc.set).to_dict(),
         seed=lambda wc: derived_seed(STUDY.seed, "subsample", wc.set),

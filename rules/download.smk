@@ -10,17 +10,18 @@ MODEL_DOWNLOADS = model_downloads(
 localrules:
     download_dataset,
     download_model,
-    link_base_model,
 
 
 rule download_dataset:
     output:
         directory("resources/datasets/{dataset}"),
     wildcard_constraints:
-        dataset=_alternatives(DATASET_DOWNLOADS),
+        dataset=alternatives(DATASET_DOWNLOADS),
     params:
         download=lambda wc: DATASET_DOWNLOADS[wc.dataset],
         repo_type="dataset",
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/download_dataset/{dataset}.log",
     script:
@@ -31,10 +32,12 @@ rule download_model:
     output:
         directory("resources/models/{model}"),
     wildcard_constraints:
-        model=_alternatives(MODEL_DOWNLOADS),
+        model=alternatives(MODEL_DOWNLOADS),
     params:
         download=lambda wc: MODEL_DOWNLOADS[wc.model],
         repo_type="model",
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/download_model/{model}.log",
     script:

@@ -27,11 +27,16 @@ if STUDY.base_model.source == "tiny":
 
 else:
 
+    localrules:
+        link_base_model,
+
     rule link_base_model:
         input:
             model=model_source_dir(config["base_model"]),
         output:
             directory("results/models/base"),
+        conda:
+            "../envs/cpu.yaml"
         log:
             "logs/link_base_model/base.log",
         script:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,11 @@ BENCH_PATH = "results/data/bench/{bench}.parquet"
 SAMPLES_PATH = "results/difficulty/{bench}.samples.parquet"
 MANIFEST = "synergy_download.json"
 MODEL_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.py", "*.md")
+
+
+def alternatives(names) -> str:
+    """A wildcard constraint matching exactly ``names`` (never matching when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "^$"
 
 
 def slug(repo_id: str, revision: str | None = None) -> str:
