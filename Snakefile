@@ -27,6 +27,7 @@ include: "rules/models.smk"  # the base model
 include: "rules/difficulty.smk"  # base-model samples -> pass rates -> levels (paper §2.3)
 include: "rules/train.smk"  # SFT and GRPO arms (paper §2.1-2.2)
 include: "rules/evaluate.smk"  # k samples per question per arm, tables (paper §2.4, Tables 1-3)
+include: "rules/judge.smk"  # optional LLM judge for answers the rules cannot extract (paper §2.4)
 
 
 localrules:
@@ -38,3 +39,4 @@ localrules:
 rule all:
     input:
         final_targets(STUDY),
+        ["results/tables/judge_effect.csv"] if (config.get("judge") or {}).get("enabled") else [],

@@ -3,7 +3,10 @@
 from synergy.data.loaders.hub import model_downloads
 
 MODEL_DOWNLOADS = model_downloads(
-    [config["base_model"] if config["base_model"]["source"] == "hf" else None, (config.get("judge") or {}).get("model")]
+    [
+        config["base_model"] if config["base_model"]["source"] == "hf" else None,
+        config["judge"]["model"] if (config.get("judge") or {}).get("enabled") else None,
+    ]
 )
 
 

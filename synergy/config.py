@@ -407,7 +407,11 @@ def _semantic_errors(cfg: Mapping) -> list[str]:
         unknown = sorted(set(pre.get("curriculum_templates", [])) - set(TEMPLATES)) if pre else []
         if unknown:
             errors.append(f"config key 'base_model.pretrain.curriculum_templates': unknown templates {unknown}")
-    elif bm.get("source") == "hf" and not (bm.get("path") or bm.get("local_path")):
+    judge = cfg.get("judge") or {}
+    if judge.get("enabled") and not (judge["model"].get("path") or judge["model"].get("local_path")):
+        errors.append("missing required config key 'judge.model.path' (hub id) or 'judge.model.local_path' "
+                      "for judge.enabled: true")
+    if bm.get("source") == "hf" and not (bm.get("path") or bm.get("local_path")):
         errors.append("missing required config key 'base_model.path' (hub id) or 'base_model.local_path' "
                       "(a model folder) for source: hf")
     return errors

@@ -1,0 +1,42 @@
+# Optional LLM judge for answers the rules cannot extract (paper §2.4: rule matching + a
+# Qwen2.5-VL-32B judge). Scores with and without it: results/tables/judge_effect.csv.
+from synergy.data.loaders.hub import model_source_dir
+
+
+if (config.get("judge") or {}).get("enabled"):
+
+    rule judge:
+        input:
+            evals="results/eval/{arm}/{bench}.parquet",
+            bench="results/data/bench/{bench}.parquet",
+            model=model_source_dir(config["judge"]["model"]),
+        output:
+            "results/eval_judged/{arm}/{bench}.parquet",
+        wildcard_constraints:
+            arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
+        params:
+            judge=config["judge"],
+            grading=config["grading"],
+            seed=lambda wc: derived_seed(STUDY.seed, "judge", wc.arm, wc.bench),
+        threads: config["compute"]["threads"]
+        conda:
+            "../envs/cpu.yaml"
+        log:
+            "logs/judge/{arm}/{bench}.log",
+        benchmark:
+            "results/benchmarks/judge/{arm}/{bench}.tsv"
+        script:
+            "../scripts/judge.py"
+
+    rule tabulate_judge:
+        input:
+            [f"results/eval_judged/{a}/{b}.parquet" for a in STUDY.arm_names for b in STUDY.bench_names],
+        output:
+            csv="results/tables/judge_effect.csv",
+            md="results/tables/judge_effect.md",
+        conda:
+            "../envs/cpu.yaml"
+        log:
+            "logs/tabulate_judge/judge_effect.log",
+        script:
+            "../scripts/tabulate_judge.py"
