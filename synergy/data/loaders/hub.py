@@ -7,12 +7,13 @@ without internet. The directory layout is the repository's own in both cases.
 
 The download uses ``huggingface_hub.snapshot_download`` at run time only (no import at DAG-build
 time). Authentication comes from the environment (``HF_TOKEN`` or a cached ``hf auth login``); the
-token is never read, passed or logged by this module. ``HF_HUB_OFFLINE=1`` makes the download use
-the local hub cache only.
+token is never read, passed or logged by this module. With ``HF_HUB_OFFLINE=1`` the files come from
+the local hub cache (``HF_HUB_CACHE``), e.g. filled beforehand on a login node.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -101,35 +102,66 @@ def download(repo_id: str, dest: str | Path, *, repo_type: str, revision: str | 
     """Fetch a hub repository (the files matching ``allow_patterns``) into ``dest``; return its manifest.
 
     Files land in ``dest + '.partial'`` first and the folder is renamed when complete, so an
-    interrupted download never looks finished.
+    interrupted download never looks finished. Offline (``HF_HUB_OFFLINE=1``, or the hub unreachable
+    with the files cached), the repository is taken from the local hub cache (``HF_HUB_CACHE``), e.g.
+    filled beforehand with ``hf download`` on a login node; files are hard-linked from it when possible.
     """
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     dest = Path(dest)
     partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    patterns = list(allow_patterns) if allow_patterns else None
     log.info("downloading %s %s (revision %s, files %s) into %s", repo_type, repo_id, revision or "main",
-             list(allow_patterns) if allow_patterns else "all", dest)
-    snapshot_download(repo_id, repo_type=repo_type, revision=revision, local_dir=partial,
-                      allow_patterns=list(allow_patterns) if allow_patterns else None)
+             patterns or "all", dest)
+    try:
+        snapshot_download(repo_id, repo_type=repo_type, revision=revision, local_dir=partial, allow_patterns=patterns)
+        commit = _commit(repo_id, repo_type, revision)
+        origin = "hub"
+    except LocalEntryNotFoundError:
+        cached = Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision, allow_patterns=patterns))
+        _link_tree(cached, partial, patterns)
+        commit, origin = cached.name, f"hub cache {cached}"
     files = sorted(p for p in partial.rglob("*") if p.is_file() and ".cache" not in p.relative_to(partial).parts)
     if not files:
-        raise FileNotFoundError(f"{repo_type} {repo_id}: no file matches {list(allow_patterns or [])}")
-    try:
-        sha = (HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info)(repo_id, revision=revision).sha
-    except Exception as exc:  # offline mode: the cache has the files but no repo metadata
-        log.warning("could not read the commit of %s (%s: %s)", repo_id, type(exc).__name__, exc)
-        sha = None
-    manifest = {"repo_id": repo_id, "repo_type": repo_type, "revision": revision, "commit": sha,
-                "allow_patterns": list(allow_patterns or []), "files": len(files),
-                "bytes": sum(p.stat().st_size for p in files)}
-    (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        raise FileNotFoundError(f"{repo_type} {repo_id}: no file matches {patterns}")
+    manifest = {"repo_id": repo_id, "repo_type": repo_type, "revision": revision, "commit": commit, "origin": origin,
+                "allow_patterns": patterns, "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
     shutil.rmtree(partial / ".cache", ignore_errors=True)
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(partial, dest)
-    log.info("%s %s: %d files, %.1f MB, commit %s", repo_type, repo_id, manifest["files"], manifest["bytes"] / 1e6, sha)
+    log.info("%s %s from %s: %d files, %.1f MB, commit %s", repo_type, repo_id, origin, manifest["files"],
+             manifest["bytes"] / 1e6, commit)
     return manifest
+
+
+def _commit(repo_id: str, repo_type: str, revision: str | None) -> str | None:
+    from huggingface_hub import HfApi
+
+    try:
+        api = HfApi()
+        return (api.dataset_info if repo_type == "dataset" else api.model_info)(repo_id, revision=revision).sha
+    except Exception as exc:  # the files are there; the commit is provenance only
+        log.warning("could not read the commit of %s (%s: %s)", repo_id, type(exc).__name__, exc)
+        return None
+
+
+def _link_tree(source: Path, dest: Path, patterns: Sequence[str] | None) -> None:
+    """Hard-link (else copy) the files of a cached snapshot that match ``patterns`` into ``dest``."""
+    for f in sorted(source.rglob("*")):
+        rel = f.relative_to(source).as_posix()
+        if not f.is_file() or (patterns and not any(fnmatch.fnmatch(rel, p) for p in patterns)):
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(f.resolve(), target)
+        except OSError:
+            shutil.copy2(f.resolve(), target)
 
 
 def link_model_dir(source: str | Path, dest: str | Path) -> list[str]:

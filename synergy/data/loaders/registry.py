@@ -17,7 +17,8 @@ class LoaderInfo:
 
     kind: str                            # "benchmark" or "train"
     default_split: str
-    files: tuple[str, ...]               # globs under the dataset directory; "{split}" is filled in
+    files: tuple[str, ...]               # globs under the dataset directory ("{split}" filled in); pathlib
+                                         # and huggingface_hub (fnmatch) read them: list root and "**/" forms
     hub_id: str                          # the dataset the paper used (paper.md §2.1, §2.4; ecosystem.md §4.2)
     options: frozenset[str] = frozenset()  # loader-specific keys besides the common ones
 
@@ -37,7 +38,8 @@ LOADERS: dict[str, LoaderInfo] = {
     # training sets (paper §2.1-2.2)
     "s1k": LoaderInfo("train", "train", ("data/{split}-*.parquet",), "simplescaling/s1K", frozenset({"trace"})),
     "eureka_distill": LoaderInfo("train", "train",
-                                 ("**/*{split}*.parquet", "**/*{split}*.json", "**/*{split}*.jsonl"),
+                                 ("*{split}*.parquet", "*{split}*.json", "*{split}*.jsonl", "**/*{split}*.parquet",
+                                  "**/*{split}*.json", "**/*{split}*.jsonl"),
                                  "JierunChen/Eureka-Distill", frozenset({"columns"})),
 }
 LEVEL_SOURCES = ("measured", "paper")
