@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 from safetensors.torch import save_file
@@ -234,21 +235,31 @@ def test_whole_paper_dag_fetches_every_dataset_and_the_model(tmp_path):
                          "link_base_model": 1}
 
 
+def tag_all_benchmarks(paths: dict[str, Path]) -> dict[str, dict]:
+    """Rewrite the five benchmark fixtures as the paper's copies: the same layout plus a difficulty tag."""
+    tag = {"difficulty_level": pa.string()}
+    tagged = lambda rows: [{**r, "difficulty_level": f"L{i % 5 + 1}"} for i, r in enumerate(rows)]  # noqa: E731
+    F.write_mathvision(paths["mathvision"], tagged(F.mathvision_rows()), extra=tag)
+    F.write_mathverse(paths["mathverse"], tagged(F.mathverse_rows()), extra=tag)
+    F.write_mathvista(paths["mathvista"], tagged(F.mathvista_rows()), extra=tag)
+    F.write_mmmu(paths["mmmu"], {k: tagged(v) for k, v in F.mmmu_subjects().items()}, extra=tag)
+    F.write_mmstar(paths["mmstar"], tagged(F.mmstar_rows()), extra=tag)
+    return {b: {"levels": "paper", "level_column": "difficulty_level"}
+            for b in ("mathvision", "mathverse", "mathvista", "mmmu", "mmstar")}
+
+
 @pytest.mark.slow
-def test_load_rules_write_every_paper_set_from_local_copies(tmp_path):
+def test_load_rules_write_every_paper_set_and_the_paper_level_table(tmp_path):
+    import polars as pl
     import pyarrow.parquet as pq
 
     paths = write_fixtures(tmp_path / "data")
-    cfg = local_config(tmp_path, paths, mathvision={"levels": "paper", "level_column": "difficulty_level"})
-    rows = [{**r, "difficulty_level": f"L{i + 1}"} for i, r in enumerate(F.mathvision_rows())]
-    import pyarrow as pa
-
-    F.write_mathvision(paths["mathvision"], rows, extra={"difficulty_level": pa.string()})
+    cfg = local_config(tmp_path, paths, **tag_all_benchmarks(paths))
     sets = [f"results/data/bench/{b}.parquet" for b in ("mathvision", "mathverse", "mathvista", "mmmu", "mmstar")]
     sets += [f"results/data/train/{t}.parquet" for t in ("rl", "s1-gemini", "s1.1-r1", "eureka")]
     out = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), *sets,
-                          "results/models/base", "--configfile", str(cfg), "--cores", "1"],
-                         capture_output=True, text=True)
+                          "results/models/base", "results/tables/level_counts.csv", "--configfile", str(cfg),
+                          "--cores", "1"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     sizes = {Path(s).stem: pq.read_metadata(tmp_path / s).num_rows for s in sets}
     assert sizes == {"mathvision": 4, "mathverse": 4, "mathvista": 3, "mmmu": 3, "mmstar": 2, "rl": 2,
@@ -256,3 +267,8 @@ def test_load_rules_write_every_paper_set_from_local_copies(tmp_path):
     assert (tmp_path / "results/models/base/config.json").is_symlink()
     log = (tmp_path / "logs/load_benchmark/mmmu.log").read_text()
     assert "mmmu: open answers with several accepted values (graded against the first): 1" in log
+    counts = pl.read_csv(tmp_path / "results/tables/level_counts.csv")
+    assert counts.row(0, named=True) == {"bench": "mathvision", "L1": 1, "L2": 1, "L3": 1, "L4": 1, "L5": 0, "total": 4}
+    assert counts.filter(pl.col("bench") == "all")["total"].item() == 16
+    levels = pl.read_parquet(tmp_path / "results/difficulty/levels.parquet")
+    assert set(levels["level_source"]) == {"paper"} and levels["passes"].null_count() == 16
