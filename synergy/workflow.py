@@ -89,6 +89,13 @@ def merge_grid_arms(study: StudyConfig) -> list[str]:
     return list(dict.fromkeys(base + [n for n in names if n in study.arm_names]))
 
 
+def merge_cells(study: StudyConfig) -> list[dict]:
+    """The merge grid's cells: method, SFT ratio and the arm whose evaluations fill it."""
+    if study.merging is None:
+        return []
+    return [{"method": m, "sft_ratio": float(r), "arm": a} for m, r, a in study.merging.grid()]
+
+
 def table_arms(study: StudyConfig, table: str) -> list[str]:
     """The arms a table shows: those the config lists for it; level_accuracy shows every arm."""
     if table == "level_accuracy":
