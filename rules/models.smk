@@ -11,7 +11,7 @@ rule build_base_model:
         base_model=config["base_model"],
         image_size=config.get("synthetic", {}).get("image_size"),
         prompt=config["prompt"],
-    threads: config["compute"]["threads"]
+    threads: config["compute"].get("pretrain_threads", config["compute"]["threads"])
     conda:
         "../envs/cpu.yaml"
     log:

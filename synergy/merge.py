@@ -7,7 +7,7 @@ stays near a few copies of the largest tensor whatever the model size:
 
 * the inputs are read with a small safetensors reader (header + ``seek``/``read`` of a byte range,
   no ``mmap``), so no more than the rows being merged are resident;
-* a tensor larger than ``chunk_bytes`` (64 MB as float32) is merged in chunks of rows (linear
+* a tensor larger than ``chunk_bytes`` (16 MB as float32) is merged in chunks of rows (linear
   directly; SLERP after a first pass for the angle; TIES after a first pass for each task
   vector's trimming threshold), so the peak is a few chunks plus, for TIES, one float32 copy of
   the largest tensor's magnitudes;
@@ -506,7 +506,7 @@ def _merge_one(key: str, reader: SafetensorsReader, sft: "_Checkpoint", base: "_
 
 def merge_models(rl_dir: str | Path, sft_dir: str | Path, out_dir: str | Path, settings: MergeSettings,
                  base_dir: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
-                 chunk_bytes: int = 64 << 20) -> dict:
+                 chunk_bytes: int = 16 << 20) -> dict:
     """Merge two checkpoints tensor by tensor into ``out_dir``; return a summary (also ``merge_summary.json``).
 
     ``settings.sft_ratio`` is the SFT model's weight. ``base_dir`` (TIES only) is the model both
