@@ -112,6 +112,8 @@ rule merge_models:
         arm="|".join(re.escape(a) for a in arms_of_kind(STUDY, "merge")) or "^$",
     params:
         settings=lambda wc: merge_settings(STUDY, wc.arm),
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/merge_models/{arm}.log",
     benchmark:
