@@ -1,5 +1,5 @@
 # Evaluation of every arm on every benchmark, k graded samples per question (paper §2.4),
-# and the tables built from them (paper Tables 1-3, per-level accuracy).
+# and the tables built from them (paper Tables 1-3, 6, 7, the merge grid, per-level accuracy).
 
 
 rule evaluate:
@@ -41,6 +41,7 @@ rule tabulate_arms:
         benches=STUDY.bench_names,
         train_sets=[t.to_dict() for t in STUDY.train_sets],
         arm_specs=[a.to_dict() for a in STUDY.arms],
+        merge_cells=lambda wc: merge_cells(STUDY) if wc.table == "merge_grid" else [],
     conda:
         "../envs/cpu.yaml"
     log:

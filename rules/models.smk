@@ -15,7 +15,7 @@ if STUDY.base_model.source == "tiny":
             base_model=config["base_model"],
             image_size=config.get("synthetic", {}).get("image_size"),
             prompt=config["prompt"],
-        threads: config["compute"]["threads"]
+        threads: config["compute"].get("pretrain_threads", config["compute"]["threads"])
         conda:
             "../envs/cpu.yaml"
         log:

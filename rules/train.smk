@@ -1,15 +1,16 @@
-# Training arms: long-CoT SFT (paper §2.1) and GRPO (paper §2.2), one job per arm.
+# Training arms: long-CoT SFT (paper §2.1), GRPO (paper §2.2) and its hybrids (§3.1: two-stage is GRPO
+# from an SFT arm, interleaved / progressive are GRPO settings), data mixing (§3.2) and merging (§3.3).
 
 
 rule train_sft:
     input:
         init=lambda wc: model_dir(STUDY, STUDY.arm(wc.arm).init),
-        data=lambda wc: f"results/data/train/{STUDY.arm(wc.arm).train_set}.parquet",
+        data=lambda wc: sft_data_path(STUDY, wc.arm),
     output:
         model=directory("results/models/{arm}"),
         log="results/train_logs/{arm}.parquet",
     wildcard_constraints:
-        arm="|".join(re.escape(a) for a in arms_of_kind(STUDY, "sft")) or "^$",
+        arm="|".join(re.escape(a) for a in arms_of_kind(STUDY, "sft", "mixing")) or "^$",
     params:
         settings=lambda wc: STUDY.arm_settings(wc.arm).to_dict(),
         prompt=config["prompt"],
@@ -73,3 +74,49 @@ rule train_grpo:
         "results/benchmarks/train_grpo/{arm}.tsv"
     script:
         "../scripts/train_grpo.py"
+
+
+rule build_mixing_set:
+    input:
+        model=lambda wc: model_dir(STUDY, STUDY.arm(wc.arm).source),
+        data=lambda wc: f"results/data/train/{STUDY.arm(wc.arm).train_set}.parquet",
+    output:
+        data="results/data/mixing/{arm}.parquet",
+        samples="results/data/mixing/{arm}.samples.parquet",
+        summary="results/data/mixing/{arm}.json",
+    wildcard_constraints:
+        arm="|".join(re.escape(a) for a in arms_of_kind(STUDY, "mixing")) or "^$",
+    params:
+        mixing=config.get("mixing"),
+        source=lambda wc: STUDY.arm(wc.arm).source,
+        prompt=config["prompt"],
+        grading=config["grading"],
+        seed=lambda wc: derived_seed(STUDY.seed, "mixing", wc.arm),
+    threads: config["compute"]["threads"]
+    conda:
+        "../envs/cpu.yaml"
+    log:
+        "logs/build_mixing_set/{arm}.log",
+    benchmark:
+        "results/benchmarks/build_mixing_set/{arm}.tsv"
+    script:
+        "../scripts/build_mixing_set.py"
+
+
+rule merge_models:
+    input:
+        unpack(lambda wc: merge_inputs(STUDY, wc.arm)),
+    output:
+        model=directory("results/models/{arm}"),
+    wildcard_constraints:
+        arm="|".join(re.escape(a) for a in arms_of_kind(STUDY, "merge")) or "^$",
+    params:
+        settings=lambda wc: merge_settings(STUDY, wc.arm),
+    conda:
+        "../envs/cpu.yaml"
+    log:
+        "logs/merge_models/{arm}.log",
+    benchmark:
+        "results/benchmarks/merge_models/{arm}.tsv"
+    script:
+        "../scripts/merge_models.py"

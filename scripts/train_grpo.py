@@ -1,4 +1,4 @@
-"""Glue for rule train_grpo. Logic: synergy.train.grpo.train_grpo (and drop_easy_questions, paper §2.2)."""
+"""Glue for rule train_grpo. Logic: synergy.train.grpo (train_grpo; drop_easy_questions §2.2; zero_pass_ids §3.1)."""
 import logging
 
 import polars as pl
@@ -6,7 +6,7 @@ import polars as pl
 from synergy.config import GRPOSettings, GradingConfig, PromptConfig
 from synergy.io import read_rows
 from synergy.logs import set_threads, setup_logging
-from synergy.train.grpo import drop_easy_questions, train_grpo
+from synergy.train.grpo import drop_easy_questions, train_grpo, zero_pass_ids
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)
@@ -16,7 +16,10 @@ if cfg.drop_easy:
     rows, dropped = drop_easy_questions(rows, pl.read_parquet(snakemake.input.base_samples), cfg.num_generations)
     logging.info("dropped %d queries the base model solved in all %d rollouts; %d remain", dropped,
                  cfg.num_generations, len(rows))
-train_grpo(snakemake.input.init, rows, snakemake.output.model, log_path=snakemake.output.log,
+zero = None
+if cfg.hybrid != "none" and cfg.zero_pass == "offline":  # paper §3.1: zero pass rate from the base model's rollouts
+    zero = zero_pass_ids(pl.read_parquet(snakemake.input.base_samples), cfg.num_generations)
+train_grpo(snakemake.input.init, rows, snakemake.output.model, log_path=snakemake.output.log, zero_pass=zero,
            state_dir=snakemake.params.state_dir, cfg=cfg, seed=snakemake.params.seed,
            image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position,
            grading_timeout_s=GradingConfig.from_dict(snakemake.params.grading).timeout_s)

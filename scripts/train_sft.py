@@ -1,12 +1,17 @@
 """Glue for rule train_sft. Logic: synergy.train.sft_trainer.train_sft."""
+import logging
+
 from synergy.config import PromptConfig, SFTSettings
 from synergy.io import read_rows
 from synergy.logs import set_threads, setup_logging
+from synergy.mixing import composition_by_origin
 from synergy.train.sft_trainer import train_sft
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)
-train_sft(snakemake.input.init, read_rows(snakemake.input.data), snakemake.output.model,
+rows = read_rows(snakemake.input.data)
+logging.info("training rows by origin: %s (%s)", composition_by_origin(rows), snakemake.input.data)
+train_sft(snakemake.input.init, rows, snakemake.output.model,
           log_path=snakemake.output.log, state_dir=snakemake.params.state_dir,
           cfg=SFTSettings.from_dict(snakemake.params.settings, f"sft ({snakemake.wildcards.arm})"),
           image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position, seed=snakemake.params.seed)

@@ -246,6 +246,13 @@ class GRPOSettings(_Section):
     accuracy_weight: float = 0.9     # reward = 0.9 * accuracy + 0.1 * format (paper §2.2)
     format_weight: float = 0.1
     drop_easy: bool = False          # paper §2.2 ablation: drop queries the base model solves in all G rollouts
+    # hybrids of paper §3.1 (synergy/train/grpo.py): zero-pass questions get their external trace
+    hybrid: str = "none"             # none | interleaved (SFT loss on the trace) | progressive (fading trace prefix)
+    zero_pass: str = "online"        # online: 0 of the step's G rollouts correct; offline: 0 of the base model's G
+    sft_weight: float = 1.0          # interleaved: weight of the SFT tokens in the token-mean (paper silent)
+    prefix_sft_weight: float = 0.2   # progressive: weight of the prefix tokens (paper §3.1: 0.2)
+    prefix_schedule: str = "linear"  # progressive: linear (LUFFY) or cosine (Prefix-RFT) fade of the prefix share
+    prefix_fade_fraction: float = 1.0  # progressive: the prefix reaches zero after this share of the steps
     warmup_ratio: float = 0.0
     schedule: str = "constant"
     weight_decay: float = 0.0
@@ -261,6 +268,68 @@ class GRPOSettings(_Section):
                               f"{self.mini_batch_size}")
         if self.num_generations < 2:
             raise ConfigError("grpo num_generations must be >= 2 (advantages are relative within a group)")
+        if self.hybrid not in HYBRIDS:
+            raise ConfigError(f"grpo hybrid must be one of {HYBRIDS}, got {self.hybrid!r}")
+        if self.zero_pass not in ("online", "offline"):
+            raise ConfigError(f"grpo zero_pass must be online or offline, got {self.zero_pass!r}")
+        if self.prefix_schedule not in ("linear", "cosine"):
+            raise ConfigError(f"grpo prefix_schedule must be linear or cosine, got {self.prefix_schedule!r}")
+        if self.hybrid != "none" and self.drop_easy:
+            raise ConfigError("grpo hybrid and drop_easy cannot be combined in one arm")
+
+
+HYBRIDS = ("none", "interleaved", "progressive")
+
+
+@dataclass(frozen=True)
+class MixingConfig(_Section):
+    """Data mixing (paper §3.2): the RL arm's correct samples plus the traces of the questions it never solved."""
+
+    samples_per_question: int        # paper: 8 responses per Eureka-Distill question
+    sampling: SamplingSettings       # paper silent; the embedded default uses the RL rollout settings (T 1.0)
+    reasoning_instruction: bool = True  # the RL arm was trained with the instruction
+
+
+@dataclass(frozen=True)
+class TiesSettings(_Section):
+    density: float = 0.5             # share of each task vector's entries kept by magnitude (mergekit example; paper silent)
+    scale: float = 1.0               # lambda: the merged task vector is scaled by this before it is added to the base
+
+
+@dataclass(frozen=True)
+class SlerpSettings(_Section):
+    dot_threshold: float = 0.9995    # |cos| above this: the tensors are nearly parallel -> linear (mergekit's value)
+
+
+@dataclass(frozen=True)
+class MergingConfig(_Section):
+    """The merge grid of paper §3.3: methods x SFT-model ratios between an SFT arm and the RL arm."""
+
+    sft_arm: str
+    rl_arm: str
+    methods: tuple[str, ...]
+    ratios: tuple[float, ...]
+    base_arm: str = "base"           # TIES' task vectors are relative to this (the two arms' common start)
+    endpoints: str = "parents"       # parents: ratios 0 / 1 ARE the RL / SFT arm (no job); merge: merged like the rest
+    ties: TiesSettings = field(default_factory=TiesSettings)
+    slerp: SlerpSettings = field(default_factory=SlerpSettings)
+
+    def arm_name(self, method: str, ratio: float) -> str:
+        return f"merge-{method}-{ratio:g}"
+
+    def is_endpoint(self, ratio: float) -> bool:
+        return ratio in (0.0, 1.0) and self.endpoints == "parents"
+
+    def grid(self) -> list[tuple[str, float, str]]:
+        """(method, ratio, arm) of every cell; endpoint cells name the parent arm when ``endpoints: parents``."""
+        out = []
+        for m in self.methods:
+            for r in self.ratios:
+                if self.is_endpoint(r):
+                    out.append((m, r, self.rl_arm if r == 0.0 else self.sft_arm))
+                else:
+                    out.append((m, r, self.arm_name(m, r)))
+        return out
 
 
 @dataclass(frozen=True)
@@ -271,7 +340,8 @@ class EvalConfig(_Section):
     sampling: SamplingSettings
 
 
-ARM_KINDS = {"base": None, "sft": SFTSettings, "grpo": GRPOSettings}
+ARM_KINDS = {"base": None, "sft": SFTSettings, "grpo": GRPOSettings, "mixing": SFTSettings, "merge": None}
+DEFAULTS_SECTION = {"sft": "sft", "grpo": "grpo", "mixing": "sft"}  # the defaults an arm's settings override
 
 
 @dataclass(frozen=True)
@@ -284,6 +354,9 @@ class ArmSpec(_Section):
     train_set: str | None = None
     settings: Any = None                # mapping: overrides of the `sft:` / `grpo:` defaults
     reasoning_instruction: bool | None = None  # at evaluation; default: False for base, True otherwise
+    source: str | None = None           # mixing: the RL arm whose correct samples are mixed with the traces
+    method: str | None = None           # merge (generated from `merging:`): linear | ties | slerp
+    sft_ratio: float | None = None      # merge: weight of the SFT arm (0 = the RL arm, 1 = the SFT arm)
 
     @property
     def eval_reasoning(self) -> bool:
@@ -307,6 +380,8 @@ class StudyConfig:
     arms: tuple[ArmSpec, ...] = ()
     evaluation: EvalConfig | None = None
     tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    mixing: MixingConfig | None = None
+    merging: MergingConfig | None = None
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -334,6 +409,17 @@ class StudyConfig:
         if cls is None:
             raise ValueError(f"arm {name!r} of kind {arm.kind!r} is not trained")
         return resolve_settings(self.raw, arm, cls)
+
+    def arm_chain(self, name: str) -> list[str]:
+        """The arm and its ancestors (init, mixing source, merge parents), nearest first, no repeats."""
+        out, todo = [], [name]
+        while todo:
+            a = self.arm(todo.pop(0))
+            if a.name in out:
+                continue
+            out.append(a.name)
+            todo += arm_parents(a.to_dict(), self.raw)
+        return out
 
 
 # --------------------------------------------------------------------------- validation
@@ -418,42 +504,99 @@ def _semantic_errors(cfg: Mapping) -> list[str]:
 
 
 def resolve_settings(raw: Mapping[str, Any], arm: ArmSpec, cls):
-    """Defaults section of the arm's kind (``sft:`` / ``grpo:``) merged with ``arm.settings``."""
-    merged = dict(raw.get(arm.kind) or {})
+    """Defaults section of the arm's kind (``sft:`` / ``grpo:``; ``sft:`` for mixing) merged with ``arm.settings``."""
+    merged = dict(raw.get(DEFAULTS_SECTION[arm.kind]) or {})
     merged.update(dict(arm.settings or {}))
     return cls.from_dict(merged, f"{arm.kind} (arm {arm.name})")
 
 
+def merge_arm_dicts(cfg: Mapping) -> list[dict]:
+    """The arms that ``merging:`` expands into (kind merge), in grid order; none for endpoint cells kept as parents."""
+    if not cfg.get("merging"):
+        return []
+    mc = MergingConfig.from_dict(cfg["merging"], "merging")
+    return [{"name": mc.arm_name(m, r), "kind": "merge", "method": m, "sft_ratio": float(r)}
+            for m in mc.methods for r in mc.ratios if not mc.is_endpoint(r)]
+
+
+def arm_parents(arm: Mapping, cfg: Mapping) -> list[str]:
+    """The arms an arm is built from: its init; a mixing arm's source; a merge's two parents (+ TIES' base)."""
+    kind = arm["kind"]
+    if kind == "base":
+        return []
+    if kind == "merge":
+        m = cfg["merging"]
+        return [m["sft_arm"], m["rl_arm"]] + ([m.get("base_arm", "base")] if arm.get("method") == "ties" else [])
+    parents = [arm.get("init", "base")]
+    if kind == "mixing" and arm.get("source"):
+        parents.append(arm["source"])
+    return parents
+
+
 def _arm_errors(cfg: Mapping) -> list[str]:
     errors: list[str] = []
-    arms = cfg.get("arms", [])
+    user_arms = cfg.get("arms", [])
+    try:
+        merges = merge_arm_dicts(cfg)
+    except ConfigError as exc:
+        return [str(exc)]
+    arms = [*user_arms, *merges]
     names = [a["name"] for a in arms]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        errors.append(f"config key 'arms': duplicate names {dupes}")
-    train_sets = {t["name"] for t in cfg.get("train_sets", [])}
-    parents = {}
-    for i, a in enumerate(arms):
+        errors.append(f"config key 'arms': duplicate names {dupes} (merge arms are named merge-<method>-<ratio>)")
+    train_sets = {t["name"]: t for t in cfg.get("train_sets", [])}
+    kinds = {a["name"]: a["kind"] for a in arms}
+    for i, a in enumerate(user_arms):
         if a["kind"] == "base":
             continue
         parent = a.get("init", "base")
-        parents[a["name"]] = parent
         if parent not in names:
             errors.append(f"config key 'arms[{i}].init': arm {a['name']!r} starts from {parent!r}, which is not an arm")
         if a.get("train_set") not in train_sets:
             errors.append(f"config key 'arms[{i}].train_set': {a.get('train_set')!r} is not a train set")
+        if a["kind"] == "mixing":
+            if not a.get("source"):
+                errors.append(f"missing required config key 'arms[{i}].source' (the RL arm a mixing arm samples from)")
+            elif a["source"] not in names:
+                errors.append(f"config key 'arms[{i}].source': {a['source']!r} is not an arm")
+            if "mixing" not in cfg:
+                errors.append(f"missing required config key 'mixing' (arm {a['name']!r} is of kind mixing)")
+        elif a.get("source"):
+            errors.append(f"config key 'arms[{i}].source': only kind mixing takes a source (arm {a['name']!r})")
         try:
-            resolve_settings(cfg, ArmSpec.from_dict(a, f"arms[{i}]"), ARM_KINDS[a["kind"]])
+            settings = resolve_settings(cfg, ArmSpec.from_dict(a, f"arms[{i}]"), ARM_KINDS[a["kind"]])
         except (ConfigError, TypeError) as exc:
             errors.append(f"config key 'arms[{i}]' ({a['name']}): {exc}")
-    for start in parents:  # the parent chain must end at a base arm
-        seen, node = [], start
-        while node in parents:
-            if node in seen:
-                errors.append(f"config key 'arms': the arms {seen} form a cycle of parents")
-                break
-            seen.append(node)
-            node = parents[node]
+            continue
+        ts = train_sets.get(a.get("train_set"), {})
+        needs_traces = a["kind"] == "mixing" or getattr(settings, "hybrid", "none") != "none"
+        if needs_traces and ts.get("style") == "none":
+            errors.append(f"config key 'arms[{i}].train_set': arm {a['name']!r} needs external traces, but train set "
+                          f"{ts['name']!r} has style none (no responses)")
+    m = cfg.get("merging")
+    if m:
+        for key in ("sft_arm", "rl_arm", "base_arm"):
+            if key in m or key != "base_arm":
+                arm = m.get(key, "base")
+                if arm not in names:
+                    errors.append(f"config key 'merging.{key}': {arm!r} is not an arm")
+                elif kinds[arm] == "merge":
+                    errors.append(f"config key 'merging.{key}': {arm!r} is itself a merge")
+    parents = {a["name"]: arm_parents(a, cfg) for a in arms}
+    reported: set[frozenset] = set()
+    for start in parents:  # every chain of parents must end at a base arm
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for p in parents.get(node, []):
+                if p == start or p in path:
+                    cyc = path[path.index(p):] if p in path else path
+                    if frozenset(cyc) not in reported:
+                        reported.add(frozenset(cyc))
+                        errors.append(f"config key 'arms': the arms {cyc} form a cycle of parents")
+                elif p in parents:
+                    stack.append((p, path + [p]))
     for i, table in enumerate(cfg.get("tables") or []):
         missing = [a for a in table["arms"] if a not in names]
         if missing:
@@ -480,9 +623,11 @@ def load_config(cfg: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -
         difficulty=DifficultyConfig.from_dict(cfg["difficulty"], "difficulty"),
         grading=GradingConfig.from_dict(cfg["grading"], "grading"),
         threads=cfg["compute"]["threads"],
-        arms=tuple(ArmSpec.from_dict(a, f"arms[{i}]") for i, a in enumerate(cfg.get("arms", []))),
+        arms=tuple(ArmSpec.from_dict(a, f"arms[{i}]") for i, a in enumerate([*cfg.get("arms", []), *merge_arm_dicts(cfg)])),
         evaluation=EvalConfig.from_dict(cfg["evaluation"], "evaluation") if "evaluation" in cfg else None,
         tables={t["name"]: tuple(t["arms"]) for t in (cfg.get("tables") or [])},
+        mixing=MixingConfig.from_dict(cfg["mixing"], "mixing") if "mixing" in cfg else None,
+        merging=MergingConfig.from_dict(cfg["merging"], "merging") if cfg.get("merging") else None,
         raw=cfg,
     )
 

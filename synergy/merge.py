@@ -5,8 +5,12 @@ and 1 (0 = the RL model, 1 = the SFT model) and found no synergy (Linear 0.25 be
 This module implements the three methods tensor by tensor over safetensors files, so memory
 stays near a few copies of the largest tensor whatever the model size:
 
-* the inputs are read with a small safetensors reader (header + ``seek``/``read`` of one tensor's
-  bytes, no ``mmap``), so no more than the tensors being merged are resident;
+* the inputs are read with a small safetensors reader (header + ``seek``/``read`` of a byte range,
+  no ``mmap``), so no more than the rows being merged are resident;
+* a tensor larger than ``chunk_bytes`` (16 MB as float32) is merged in chunks of rows (linear
+  directly; SLERP after a first pass for the angle; TIES after a first pass for each task
+  vector's trimming threshold), so the peak is a few chunks plus, for TIES, one float32 copy of
+  the largest tensor's magnitudes;
 * the output is written with a streaming writer: the header is computed from the parents' shapes
   and dtypes first, then each merged tensor's bytes are appended as soon as it is computed;
 * shards and the ``model.safetensors.index.json`` keep the RL parent's layout; every other file
@@ -25,6 +29,8 @@ cast back to the RL parent's dtype):
   the arms' common starting model; each is trimmed to its top ``density`` share of entries by
   magnitude; the sign of every entry is elected from the weighted sum of the trimmed vectors;
   the merged vector is the weighted mean over the vectors that agree with the elected sign
+  (trimming keeps the entries whose magnitude reaches the k-th largest, so ties at the threshold
+  all survive)
   (disjoint mean; MergeKit's ``normalize: true``), with weights ``(1 - t, t)``; the result is
   ``θ_base + scale * merged``.
 
@@ -115,14 +121,23 @@ class SafetensorsReader:
         return b - a
 
     def get(self, key: str) -> torch.Tensor:
-        e = self.entries[key]
-        a, b = e["data_offsets"]
+        shape = tuple(self.entries[key]["shape"])
+        return self.get_rows(key, 0, shape[0]) if shape else self._read(key, 0, self.nbytes(key), shape)
+
+    def get_rows(self, key: str, start: int, end: int) -> torch.Tensor:
+        """Rows ``start:end`` (first dimension) of a tensor: one contiguous byte range of the file."""
+        dtype, shape = self.info(key)
+        row = math.prod(shape[1:]) * torch.empty((), dtype=dtype).element_size()
+        return self._read(key, start * row, end * row, (end - start, *shape[1:]))
+
+    def _read(self, key: str, lo: int, hi: int, shape) -> torch.Tensor:
+        a, _ = self.entries[key]["data_offsets"]
+        dtype = _DTYPES[self.entries[key]["dtype"]]
         with open(self.path, "rb") as f:
-            f.seek(self._data_start + a)
-            buf = bytearray(f.read(b - a))
-        if len(buf) != b - a:
+            f.seek(self._data_start + a + lo)
+            buf = bytearray(f.read(hi - lo))
+        if len(buf) != hi - lo:
             raise MergeError(f"{self.path}: tensor {key!r} is truncated")
-        dtype, shape = _DTYPES[e["dtype"]], tuple(e["shape"])
         if not buf:
             return torch.empty(shape, dtype=dtype)
         return torch.frombuffer(buf, dtype=dtype).reshape(shape)
@@ -160,18 +175,36 @@ class StreamingSafetensorsWriter:
         self._f.write(struct.pack("<Q", len(blob)))
         self._f.write(blob)
         self._next = 0
+        self._part = 0  # elements of the current tensor written so far
 
     def write(self, key: str, tensor: torch.Tensor) -> None:
+        """The whole tensor ``key`` (the next declared one)."""
+        dtype, shape = self._check_next(key)
+        if tensor.dtype != dtype or tuple(tensor.shape) != shape:
+            raise MergeError(f"{self.path}: tensor {key!r} is {tensor.dtype}{tuple(tensor.shape)}, declared {dtype}{shape}")
+        self.write_rows(key, tensor)
+
+    def write_rows(self, key: str, rows: torch.Tensor) -> None:
+        """The next rows (first dimension) of tensor ``key``; the tensor is complete when all its bytes are written."""
+        dtype, shape = self._check_next(key)
+        if rows.dtype != dtype or tuple(rows.shape[1:]) != shape[1:]:
+            raise MergeError(f"{self.path}: rows of {key!r} are {rows.dtype}{tuple(rows.shape)}, declared {dtype}{shape}")
+        t = rows.detach().contiguous().cpu()
+        if t.numel():
+            self._f.write(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        self._part += t.numel()
+        total = math.prod(shape)
+        if self._part > total:
+            raise MergeError(f"{self.path}: more data than declared for {key!r}")
+        if self._part == total:
+            self._next += 1
+            self._part = 0
+
+    def _check_next(self, key: str):
         if self._next >= len(self.order) or self.order[self._next] != key:
             want = self.order[self._next] if self._next < len(self.order) else "nothing"
             raise MergeError(f"{self.path}: expected tensor {want!r} next, got {key!r}")
-        dtype, shape = self.expected[key]
-        if tensor.dtype != dtype or tuple(tensor.shape) != shape:
-            raise MergeError(f"{self.path}: tensor {key!r} is {tensor.dtype}{tuple(tensor.shape)}, declared {dtype}{shape}")
-        t = tensor.detach().contiguous().cpu()
-        if t.numel():
-            self._f.write(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        self._next += 1
+        return self.expected[key]
 
     def close(self) -> None:
         if self._next != len(self.order):
@@ -216,27 +249,40 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float, dot_threshold: float = 0.9
     return (wa * a.double() + wb * b.double()).to(a.dtype), False
 
 
-def _trim(delta: torch.Tensor, density: float) -> torch.Tensor:
-    """Keep the ``density`` share of entries with the largest magnitude (ties broken by position), zero the rest."""
-    if density >= 1.0:
-        return delta
-    n = delta.numel()
+def trim_threshold(magnitudes: torch.Tensor, density: float) -> float:
+    """The magnitude at or above which an entry survives TIES' trimming: the ``k``-th largest, ``k = round(density * n)``.
+
+    Entries tied with the threshold all survive (so slightly more than ``k`` may be kept); ``inf``
+    when ``k`` is 0 (nothing survives), 0 when ``density`` is 1 (everything survives).
+    """
+    n = magnitudes.numel()
+    if density >= 1.0 or n == 0:
+        return 0.0
     k = int(round(density * n))
     if k <= 0:
-        return torch.zeros_like(delta)
-    flat = delta.flatten()
-    idx = torch.topk(flat.abs(), k, sorted=False).indices
-    out = torch.zeros_like(flat)
-    out[idx] = flat[idx]
-    return out.view_as(delta)
+        return math.inf
+    return float(torch.kthvalue(magnitudes.reshape(-1), n - k + 1).values)
+
+
+def _trim(delta: torch.Tensor, density: float, threshold: float | None = None) -> torch.Tensor:
+    """Keep the entries whose magnitude reaches the ``density`` threshold (``trim_threshold``), zero the rest."""
+    thr = trim_threshold(delta.abs(), density) if threshold is None else threshold
+    if thr <= 0.0:
+        return delta
+    return torch.where(delta.abs() >= thr, delta, torch.zeros_like(delta))
 
 
 def ties(base: torch.Tensor, tensors: list[torch.Tensor], weights: list[float], density: float = 0.5,
-         scale: float = 1.0) -> torch.Tensor:
-    """TIES-merging: trim each task vector, elect signs, disjoint weighted mean, add to ``base``."""
+         scale: float = 1.0, thresholds: list[float] | None = None) -> torch.Tensor:
+    """TIES-merging: trim each task vector, elect signs, disjoint weighted mean, add to ``base``.
+
+    ``thresholds`` (one per tensor) are the trimming magnitudes when computed elsewhere (e.g. over
+    the whole tensor while this call sees a chunk of its rows).
+    """
     if len(tensors) != len(weights):
         raise MergeError("ties: one weight per tensor")
-    deltas = torch.stack([_trim(t - base, density) for t in tensors])
+    thr = thresholds or [None] * len(tensors)
+    deltas = torch.stack([_trim(t - base, density, h) for t, h in zip(tensors, thr)])
     w = torch.tensor(weights, dtype=deltas.dtype).view(-1, *([1] * base.dim()))
     weighted = deltas * w
     sign = torch.sign(weighted.sum(0))  # elected sign; 0 where the weighted sum is 0
@@ -364,6 +410,10 @@ class _Checkpoint:
         f, k = self.where[canonical]
         return self.readers[f].info(k)
 
+    def get_rows(self, canonical: str, start: int, end: int) -> torch.Tensor:
+        f, k = self.where[canonical]
+        return self.readers[f].get_rows(k, start, end)
+
 
 def _check_keys(rl: _Checkpoint, other: _Checkpoint, what: str) -> None:
     a, b = set(rl.where), set(other.where)
@@ -373,8 +423,90 @@ def _check_keys(rl: _Checkpoint, other: _Checkpoint, what: str) -> None:
                          f"only in RL {only_a}, only in {what} {only_b}")
 
 
+def _merge_one(key: str, reader: SafetensorsReader, sft: "_Checkpoint", base: "_Checkpoint | None",
+               settings: MergeSettings, writer: StreamingSafetensorsWriter, stats: _Stats, chunk_bytes: int) -> None:
+    """Merge one tensor into ``writer``: whole when small, else in chunks of rows of about ``chunk_bytes`` (float32).
+
+    Chunked: linear is elementwise; SLERP first accumulates the dot product and norms over the
+    chunks (float64), then combines chunk by chunk; TIES first finds each task vector's trimming
+    threshold over the whole tensor (one float32 magnitude array at a time), then merges chunk by
+    chunk. The result equals ``merge_tensor`` on the whole tensors up to float summation order.
+    """
+    canon = canonical_key(key)
+    dtype, shape = reader.info(key)
+    if sft.info(canon)[1] != shape:
+        raise MergeError(f"tensor {key!r}: shapes differ, RL {shape} vs SFT {sft.info(canon)[1]}")
+    numel = math.prod(shape)
+    t = settings.sft_ratio
+    if not dtype.is_floating_point or len(shape) == 0 or numel * 4 <= chunk_bytes:
+        a, b = reader.get(key), sft.get(canon)
+        writer.write(key, merge_tensor(a, b, settings, base.get(canon) if base is not None else None, key, stats))
+        stats.tensors += 1
+        stats.parameters += numel
+        return
+    rows_per = max(1, chunk_bytes // (4 * math.prod(shape[1:])))
+    ranges = [(lo, min(lo + rows_per, shape[0])) for lo in range(0, shape[0], rows_per)]
+
+    def A(lo, hi):
+        return reader.get_rows(key, lo, hi)
+
+    def B(lo, hi):
+        return sft.get_rows(canon, lo, hi)
+
+    if t == 0.0 or t == 1.0:
+        for lo, hi in ranges:
+            writer.write_rows(key, A(lo, hi) if t == 0.0 else B(lo, hi).to(dtype))
+    elif settings.method == "linear":
+        for lo, hi in ranges:
+            writer.write_rows(key, linear(A(lo, hi).float(), B(lo, hi).float(), t).to(dtype))
+    elif settings.method == "slerp":
+        dot = na = nb = 0.0
+        for lo, hi in ranges:
+            a, b = A(lo, hi).double(), B(lo, hi).double()
+            dot += float((a * b).sum())
+            na += float((a * a).sum())
+            nb += float((b * b).sum())
+        cos = dot / math.sqrt(na * nb) if na > 0 and nb > 0 else 1.0
+        fallback = na == 0 or nb == 0 or abs(cos) > settings.dot_threshold
+        if fallback:
+            log.info("slerp: %s is nearly parallel in both parents (|cos| > %g): linear interpolation used", key,
+                     settings.dot_threshold)
+            stats.slerp_linear_fallbacks.append(key)
+        else:
+            omega = math.acos(max(-1.0, min(1.0, cos)))
+            wa, wb = math.sin((1.0 - t) * omega) / math.sin(omega), math.sin(t * omega) / math.sin(omega)
+        for lo, hi in ranges:
+            a, b = A(lo, hi).float(), B(lo, hi).float()
+            out = linear(a, b, t) if fallback else (wa * a.double() + wb * b.double()).float()
+            writer.write_rows(key, out.to(dtype))
+    else:
+        if base is None:
+            raise MergeError(f"ties needs the base model's tensor {key!r}")
+        if base.info(canon)[1] != shape:
+            raise MergeError(f"tensor {key!r}: base shape {base.info(canon)[1]} differs from {shape}")
+
+        def Z(lo, hi):
+            return base.get_rows(canon, lo, hi).float()
+
+        thresholds = []
+        for get in (A, B):
+            mags = torch.empty(numel, dtype=torch.float32)
+            row = math.prod(shape[1:])
+            for lo, hi in ranges:
+                mags[lo * row: hi * row] = (get(lo, hi).float() - Z(lo, hi)).abs_().reshape(-1)
+            thresholds.append(trim_threshold(mags, settings.density))
+            del mags
+        for lo, hi in ranges:
+            out = ties(Z(lo, hi), [A(lo, hi).float(), B(lo, hi).float()], [1.0 - t, t], settings.density,
+                       settings.scale, thresholds=thresholds)
+            writer.write_rows(key, out.to(dtype))
+    stats.tensors += 1
+    stats.parameters += numel
+
+
 def merge_models(rl_dir: str | Path, sft_dir: str | Path, out_dir: str | Path, settings: MergeSettings,
-                 base_dir: str | Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+                 base_dir: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
+                 chunk_bytes: int = 16 << 20) -> dict:
     """Merge two checkpoints tensor by tensor into ``out_dir``; return a summary (also ``merge_summary.json``).
 
     ``settings.sft_ratio`` is the SFT model's weight. ``base_dir`` (TIES only) is the model both
@@ -410,14 +542,8 @@ def merge_models(rl_dir: str | Path, sft_dir: str | Path, out_dir: str | Path, s
         writer = StreamingSafetensorsWriter(tmp / fname, layout, metadata={"format": "pt"})
         try:
             for k in keys:
-                c = canonical_key(k)
-                a, b = reader.get(k), sft.get(c)
                 largest = max(largest, reader.nbytes(k))
-                merged = merge_tensor(a, b, settings, base.get(c) if base is not None else None, name=k, stats=stats)
-                writer.write(k, merged)
-                stats.tensors += 1
-                stats.parameters += a.numel()
-                del a, b, merged
+                _merge_one(k, reader, sft, base, settings, writer, stats, chunk_bytes)
                 if progress:
                     progress(stats.tensors, total)
         except BaseException:

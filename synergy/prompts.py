@@ -28,10 +28,16 @@ IMAGE_POSITIONS = ("before_text", "after_text")
 
 @dataclass(frozen=True)
 class Prompt:
-    """One chat prompt: messages in the transformers chat format plus its decoded images."""
+    """One chat prompt: messages in the transformers chat format plus its decoded images.
+
+    ``assistant_prefix`` is text placed after the generation prompt (``<|im_start|>assistant\n``):
+    generation continues it (progressive SFT & RL, paper §3.1, guides a rollout with the prefix
+    of an external trace).
+    """
 
     messages: list[dict]
     images: list[Image.Image] = field(default_factory=list)
+    assistant_prefix: str = ""
 
 
 def format_question(row: Mapping) -> str:

@@ -21,7 +21,8 @@ TRAIN_LOG = "results/train_logs/{arm}.parquet"
 TRAIN_STATE = "results/train_state/{arm}"
 EVAL_PATH = "results/eval/{arm}/{bench}.parquet"
 TRAIN_SAMPLES_PATH = "results/difficulty/train/{set}.samples.parquet"
-ARM_TABLES = ("table1_sft_data", "table2_kl", "table3_easy")
+MIXING_PATH = "results/data/mixing/{arm}.parquet"
+ARM_TABLES = ("table1_sft_data", "table2_kl", "table3_easy", "table6_synergy", "table7_length")
 
 
 def bench_spec(study: StudyConfig, bench: str) -> SetSpec:
@@ -78,23 +79,72 @@ def eval_paths(study: StudyConfig, arms) -> list[str]:
     return [EVAL_PATH.format(arm=a, bench=b) for a in arms for b in study.bench_names]
 
 
+def merge_grid_arms(study: StudyConfig) -> list[str]:
+    """Arms the merge grid reads: the base model, the two parents and every merged arm."""
+    m = study.merging
+    if m is None:
+        return []
+    names = ["base", m.rl_arm, m.sft_arm, *(arm for _, _, arm in m.grid())]
+    base = [a.name for a in study.arms if a.kind == "base"][:1]
+    return list(dict.fromkeys(base + [n for n in names if n in study.arm_names]))
+
+
+def merge_cells(study: StudyConfig) -> list[dict]:
+    """The merge grid's cells: method, SFT ratio and the arm whose evaluations fill it."""
+    if study.merging is None:
+        return []
+    return [{"method": m, "sft_ratio": float(r), "arm": a} for m, r, a in study.merging.grid()]
+
+
 def table_arms(study: StudyConfig, table: str) -> list[str]:
     """The arms a table shows: those the config lists for it; level_accuracy shows every arm."""
     if table == "level_accuracy":
         return study.arm_names
+    if table == "merge_grid":
+        return merge_grid_arms(study)
     return list(study.tables[table])
 
 
 def table_names(study: StudyConfig) -> list[str]:
-    return [*study.tables, "level_accuracy"] if study.arms else []
+    if not study.arms:
+        return []
+    return [*study.tables, *(["merge_grid"] if study.merging is not None else []), "level_accuracy"]
 
 
 def grpo_inputs(study: StudyConfig, arm: str) -> dict[str, str]:
-    """Extra inputs of a GRPO arm: the base model's rollouts on its queries when it drops easy ones."""
+    """Extra inputs of a GRPO arm: the base model's rollouts on its queries when it drops easy ones or
+    when a hybrid arm decides zero-pass questions offline (paper §2.2, §3.1)."""
     spec = study.arm(arm)
-    if study.arm_settings(arm).drop_easy:
+    s = study.arm_settings(arm)
+    if s.drop_easy or (s.hybrid != "none" and s.zero_pass == "offline"):
         return {"base_samples": TRAIN_SAMPLES_PATH.format(set=spec.train_set)}
     return {}
+
+
+def sft_data_path(study: StudyConfig, arm: str) -> str:
+    """The rows an SFT-style arm trains on: its train set, or for kind mixing the mixed set built for it."""
+    spec = study.arm(arm)
+    if spec.kind == "mixing":
+        return MIXING_PATH.format(arm=arm)
+    return TRAIN_PATH.format(set=spec.train_set)
+
+
+def merge_inputs(study: StudyConfig, arm: str) -> dict[str, str]:
+    """The model folders a merged arm is computed from: rl, sft and (TIES) base."""
+    spec, m = study.arm(arm), study.merging
+    if spec.kind != "merge" or m is None:
+        raise KeyError(f"arm {arm!r} is not a merged arm")
+    out = {"rl": model_dir(study, m.rl_arm), "sft": model_dir(study, m.sft_arm)}
+    if spec.method == "ties":
+        out["base"] = model_dir(study, m.base_arm)
+    return out
+
+
+def merge_settings(study: StudyConfig, arm: str) -> dict:
+    """Method, SFT ratio and the method's settings of a merged arm (params of rule merge_models)."""
+    spec, m = study.arm(arm), study.merging
+    return {"method": spec.method, "sft_ratio": float(spec.sft_ratio), "density": m.ties.density,
+            "scale": m.ties.scale, "dot_threshold": m.slerp.dot_threshold}
 
 
 def final_targets(study: StudyConfig) -> list[str]:

@@ -22,9 +22,10 @@ def _invalid(mutate, match):
 
 def test_shipped_configs_are_valid():
     study = load_config_file(ROOT / "config/config.yaml")
-    assert len(study.benchmarks) == 5 and study.difficulty.thresholds == (12, 8, 5, 2) and len(study.arms) == 7
+    assert len(study.benchmarks) == 5 and study.difficulty.thresholds == (12, 8, 5, 2) and len(study.arms) == 11 + 9
     smoke = load_config_file(ROOT / "config/config.yaml", ROOT / "config/smoke.yaml")
-    assert smoke.difficulty.thresholds == (12, 8, 5, 2) and set(smoke.tables) == {"table1_sft_data", "table3_easy"}
+    assert smoke.difficulty.thresholds == (12, 8, 5, 2)
+    assert set(smoke.tables) == {"table1_sft_data", "table3_easy", "table6_synergy", "table7_length"}
 
 
 def test_unknown_key_is_named():
@@ -107,3 +108,44 @@ def test_arm_settings_merge_defaults_with_overrides():
     assert study.arm_settings("rl-nokl").kl_coef == 0.0 and study.arm_settings("rl").kl_coef == 0.005
     assert study.arm_settings("sft-eureka").epochs == 2 and study.arm_settings("sft-s1-gemini").epochs == 3
     assert not study.arm("base").eval_reasoning and study.arm("rl").eval_reasoning
+
+
+def test_merging_expands_into_merge_arms():
+    study = load_config(copy.deepcopy(RAW))
+    merges = [a for a in study.arms if a.kind == "merge"]
+    assert [a.name for a in merges[:3]] == ["merge-linear-0.25", "merge-linear-0.5", "merge-linear-0.75"]
+    assert {a.method for a in merges} == {"linear", "ties", "slerp"} and len(merges) == 9
+    assert study.arm_chain("merge-ties-0.5") == ["merge-ties-0.5", "sft-eureka", "rl", "base"]
+    cells = study.merging.grid()
+    assert cells[0] == ("linear", 0, "rl") and cells[4] == ("linear", 1, "sft-eureka")
+    raw = copy.deepcopy(RAW)
+    raw["merging"]["endpoints"] = "merge"
+    assert len([a for a in load_config(raw).arms if a.kind == "merge"]) == 15
+
+
+def test_merging_parents_must_exist():
+    _invalid(lambda r: r["merging"].update(sft_arm="sft-nope"), "'merging.sft_arm': 'sft-nope' is not an arm")
+    _invalid(lambda r: r["merging"].update(methods=["dare"]), "merging.methods")
+
+
+def test_mixing_arm_needs_a_source_and_traces():
+    def no_source(r):
+        next(a for a in r["arms"] if a["name"] == "mixing").pop("source")
+    _invalid(no_source, "'arms\\[10\\].source'")
+    _invalid(lambda r: next(a for a in r["arms"] if a["name"] == "mixing").update(train_set="rl"),
+             "needs external traces")
+    _invalid(lambda r: next(a for a in r["arms"] if a["name"] == "rl").update(source="sft-eureka"),
+             "only kind mixing takes a source")
+
+
+def test_hybrid_arm_needs_traces_and_known_mode():
+    _invalid(lambda r: next(a for a in r["arms"] if a["name"] == "interleaved").update(train_set="rl"),
+             "needs external traces")
+    _invalid(lambda r: next(a for a in r["arms"] if a["name"] == "progressive")["settings"].update(hybrid="mixed"),
+             "hybrid")
+
+
+def test_merge_cycle_through_parents_is_reported():
+    def cyc(r):
+        next(a for a in r["arms"] if a["name"] == "sft-eureka")["init"] = "merge-linear-0.5"
+    _invalid(cyc, "form a cycle")

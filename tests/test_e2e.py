@@ -12,7 +12,7 @@ from synergy.io import read_rows
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 TARGET = "results/tables/level_counts.csv"
-ARMS = ["base", "sft-eureka", "rl-noeasy"]  # config/smoke.yaml
+ARMS = ["base", "sft-eureka", "rl-noeasy", "progressive", "mixing", "merge-ties-0.5"]  # config/smoke.yaml
 BENCHES = ["synth-count", "synth-compare"]
 
 
@@ -81,7 +81,7 @@ def test_every_job_has_a_log_and_a_benchmark(smoke_run):
     logs = sorted(p.parent.name for p in (wd / "logs").glob("*/*.log"))
     assert set(logs) == {"build_synthetic_benchmark", "build_synthetic_train_set", "build_base_model",
                          "sample_difficulty", "assign_levels", "tabulate_level_counts", "train_sft", "train_grpo",
-                         "sample_train_pass_rates", "tabulate_arms"}
+                         "sample_train_pass_rates", "tabulate_arms", "build_mixing_set", "merge_models"}
     assert len(list((wd / "logs/evaluate").glob("*/*.log"))) == len(ARMS) * len(BENCHES)
     log = (wd / "logs/build_base_model/base.log").read_text()
     assert "pretraining done" in log
@@ -96,7 +96,8 @@ def test_rerun_has_nothing_to_do(smoke_run):
 
 def test_every_table_has_every_arm_and_benchmark(smoke_run):
     wd, _ = smoke_run
-    expected = {"table1_sft_data": ["base", "sft-eureka"], "table3_easy": ["base", "rl-noeasy"]}
+    expected = {"table1_sft_data": ["base", "sft-eureka"], "table3_easy": ["base", "rl-noeasy"],
+                "table6_synergy": ["base", "sft-eureka", "rl-noeasy", "progressive", "mixing", "merge-ties-0.5"]}
     for table, arms in expected.items():
         t = pl.read_csv(wd / f"results/tables/{table}.csv")
         assert t["arm"].to_list() == arms
@@ -111,7 +112,7 @@ def test_trained_arms_differ_from_base_and_log_their_steps(smoke_run):
     from safetensors.torch import load_file
 
     base = load_file(wd / "results/models/base/model.safetensors")
-    for arm in ARMS[1:]:
+    for arm in ["sft-eureka", "rl-noeasy", "progressive", "mixing"]:
         weights = load_file(wd / f"results/models/{arm}/model.safetensors")
         changed = [k for k in base if "visual" not in k and not (base[k] == weights[k]).all()]
         assert changed, f"{arm}: no language-model weight changed"
@@ -129,3 +130,27 @@ def test_evaluation_keeps_k_graded_samples_per_question(smoke_run):
     ev = pl.read_parquet(wd / "results/eval/sft-eureka/synth-count.parquet")
     assert ev.group_by("id").len()["len"].to_list() == [2] * 12
     assert set(ev["arm"]) == {"sft-eureka"}
+
+
+def test_combination_tables_and_artifacts(smoke_run):
+    """Table 7, the merge grid, the mixing set's composition, the hybrid arm's columns (paper §3)."""
+    import json
+
+    wd, _ = smoke_run
+    t7 = pl.read_csv(wd / "results/tables/table7_length.csv")
+    assert t7.columns == ["arm", "bench", "accuracy", "length"]
+    assert t7["bench"].to_list() == [*BENCHES, "avg"] * 2 and t7["length"].min() > 0
+    grid = pl.read_csv(wd / "results/tables/merge_grid.csv")
+    assert grid.columns == ["method", "sft_ratio", "arm", "bench", "accuracy", "base_accuracy", "gain"]
+    assert grid["arm"].unique(maintain_order=True).to_list() == ["rl-noeasy", "merge-ties-0.5", "sft-eureka"]
+    assert grid.height == 3 * 3 and grid["gain"].null_count() == 0
+    comp = json.loads((wd / "results/data/mixing/mixing.json").read_text())
+    mixed = read_rows(wd / "results/data/mixing/mixing.parquet")
+    assert comp["rows"] == len(mixed) == comp["rows_rl_sample"] + comp["rows_trace"]
+    assert comp["rows_trace"] == comp["never_solved"] and comp["questions"] == 32
+    assert "training rows by origin" in (wd / "logs/train_sft/mixing.log").read_text()
+    merged = json.loads((wd / "results/models/merge-ties-0.5/merge_summary.json").read_text())
+    assert merged["method"] == "ties" and merged["sft_ratio"] == 0.5 and merged["tensors"] > 0
+    prog = pl.read_parquet(wd / "results/train_logs/progressive.parquet")
+    assert {"sft_questions", "sft_tokens", "sft_loss", "prefix_fraction"} <= set(prog.columns)
+    assert prog["prefix_fraction"].to_list() == [1.0, 0.0]

@@ -58,8 +58,9 @@ def batch_seed(seed: int, batch_index: int) -> int:
 
 
 def prompt_texts(processor, prompts: Sequence[Prompt]) -> list[str]:
-    """Chat-template each prompt with the generation prompt (``<|im_start|>assistant\\n``) appended."""
-    return [processor.apply_chat_template(p.messages, tokenize=False, add_generation_prompt=True) for p in prompts]
+    """Chat-template each prompt with the generation prompt (``<|im_start|>assistant\\n``) and its assistant prefix."""
+    return [processor.apply_chat_template(p.messages, tokenize=False, add_generation_prompt=True) + p.assistant_prefix
+            for p in prompts]
 
 
 def _num_image_tokens(processor, image) -> int:

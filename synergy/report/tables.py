@@ -51,6 +51,9 @@ TITLES = {
     "table1_sft_data": "Table 1: accuracy (%) of SFT on different long-CoT data",
     "table2_kl": "Table 2: accuracy (%) of RL with and without the KL loss",
     "table3_easy": "Table 3: accuracy (%) of RL with and without the easiest questions",
+    "table6_synergy": "Table 6: accuracy (%) of SFT, RL and every way of combining them",
+    "table7_length": "Table 7: accuracy (%) and response length (tokens) of RL and data mixing",
+    "merge_grid": "Model merging: accuracy (%) by method and SFT-model ratio (0 = the RL arm, 1 = the SFT arm)",
     "level_accuracy": "Accuracy (%) and response length (tokens) by arm, benchmark and difficulty level",
 }
 
@@ -70,9 +73,53 @@ def _sft_data_columns(arms: list[str], arm_specs: list[dict], train_sets: list[d
     return extra
 
 
+def length_table(evals: pl.DataFrame, arms: list[str], benches: list[str]) -> pl.DataFrame:
+    """Table 7's content, long: (arm, bench, accuracy %, mean response tokens), with bench ``avg`` per arm."""
+    from synergy.analysis import by_bench
+
+    scores = by_bench(evals)
+    rows = []
+    for arm in arms:
+        per = [scores.filter((pl.col("arm") == arm) & (pl.col("bench") == b)) for b in benches]
+        vals = [(b, p["accuracy"].item(), p["length"].item()) for b, p in zip(benches, per) if p.height]
+        rows += [{"arm": arm, "bench": b, "accuracy": a, "length": n} for b, a, n in vals]
+        if len(vals) == len(benches):
+            rows.append({"arm": arm, "bench": "avg", "accuracy": sum(v[1] for v in vals) / len(vals),
+                         "length": sum(v[2] for v in vals) / len(vals)})
+    return pl.DataFrame(rows, schema={"arm": pl.String, "bench": pl.String, "accuracy": pl.Float64, "length": pl.Float64})
+
+
+def merge_grid_table(evals: pl.DataFrame, cells: list[dict], benches: list[str], base_arm: str) -> pl.DataFrame:
+    """Every (method, SFT ratio) cell x benchmark (+ ``avg``): accuracy, the base model's, and the gain (points).
+
+    ``cells`` are ``{"method", "sft_ratio", "arm"}``; endpoint cells may name the parent arms.
+    """
+    from synergy.analysis import by_bench
+
+    scores = {(r["arm"], r["bench"]): r["accuracy"] for r in by_bench(evals).iter_rows(named=True)}
+    base = {b: scores.get((base_arm, b)) for b in benches}
+    base["avg"] = sum(base.values()) / len(benches) if all(v is not None for v in base.values()) else None
+    rows = []
+    for c in cells:
+        accs = {b: scores.get((c["arm"], b)) for b in benches}
+        accs["avg"] = sum(accs.values()) / len(benches) if all(v is not None for v in accs.values()) else None
+        for b in [*benches, "avg"]:
+            a, ba = accs[b], base[b]
+            rows.append({"method": c["method"], "sft_ratio": float(c["sft_ratio"]), "arm": c["arm"], "bench": b,
+                         "accuracy": a, "base_accuracy": ba, "gain": a - ba if a is not None and ba is not None else None})
+    return pl.DataFrame(rows, schema={"method": pl.String, "sft_ratio": pl.Float64, "arm": pl.String, "bench": pl.String,
+                                      "accuracy": pl.Float64, "base_accuracy": pl.Float64, "gain": pl.Float64})
+
+
 def build_arm_table(name: str, evals: pl.DataFrame, levels: pl.DataFrame, *, arms: list[str], benches: list[str],
-                    arm_specs: list[dict], train_sets: list[dict]) -> tuple[pl.DataFrame, str]:
+                    arm_specs: list[dict], train_sets: list[dict], merge_cells: list[dict] | None = None
+                    ) -> tuple[pl.DataFrame, str]:
     """The table called ``name`` (and its title) from the evaluation samples of its arms."""
+    if name == "table7_length":
+        return length_table(evals, arms, benches), TITLES[name]
+    if name == "merge_grid":
+        base_arm = next((a["name"] for a in arm_specs if a["kind"] == "base"), arms[0])
+        return merge_grid_table(evals, merge_cells or [], benches, base_arm), TITLES[name]
     if name == "level_accuracy":
         from synergy.analysis import by_level
 

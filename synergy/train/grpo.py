@@ -77,11 +77,13 @@ import torch
 from torch import Tensor
 
 from synergy.config import GRPOSettings
-from synergy.generate.hf import SamplingConfig, encode_prompts, generate
+from synergy.generate.hf import SamplingConfig, encode_prompts, generate, prompt_texts
 from synergy.grading import Grader, grade_row, reward
 from synergy.io import write_text
 from synergy.models import freeze_vision, load_model, save_model
-from synergy.prompts import build_prompt
+from synergy.data.schema import DataError
+from synergy.prompts import Prompt, build_prompt
+from synergy.train.sft import END_OF_TURN
 from synergy.train.core import (
     Checkpointer,
     MetricsLog,
@@ -96,7 +98,8 @@ from synergy.train.losses import group_advantages, grpo_loss, kl_k3, token_logpr
 
 log = logging.getLogger("synergy.train")
 
-__all__ = ["METRIC_COLUMNS", "Rollouts", "collect_rollouts", "drop_easy_questions", "rollout_rows", "train_grpo"]
+__all__ = ["HYBRID_COLUMNS", "METRIC_COLUMNS", "HybridPlan", "Rollouts", "collect_rollouts", "drop_easy_questions",
+           "prefix_fraction", "rollout_rows", "train_grpo", "zero_pass_ids"]
 
 METRIC_COLUMNS = (
     "step", "reward", "accuracy", "format_rate", "entropy", "response_length", "truncated_rate", "clip_ratio", "kl",
@@ -104,6 +107,8 @@ METRIC_COLUMNS = (
     "time_logprobs", "time_update",
 )
 """Columns of the per-step metrics table (``log_path``), in order."""
+HYBRID_COLUMNS = ("sft_questions", "sft_tokens", "sft_loss", "prefix_fraction")
+"""Extra columns of a hybrid arm (paper §3.1): questions routed to SFT / a prefix, SFT tokens, their NLL, prefix share."""
 
 _VISION_TOKEN_KEYS = ("image_token_id", "video_token_id", "vision_start_token_id")
 
@@ -116,14 +121,21 @@ _VISION_TOKEN_KEYS = ("image_token_id", "video_token_id", "vision_start_token_id
 class Rollouts:
     """One step's batch: G sequences per prompt, prompt-major (sequence ``i * G + j`` is sample j of prompt i).
 
-    ``input_ids``/``attention_mask``/``completion_mask`` are ``[N, L]``: the prompt (processor
-    encoding, image placeholders expanded) followed by the completion ids exactly as generated,
-    left-padded; ``completion_mask`` marks the completion tokens including the stop token.
+    ``input_ids``/``attention_mask``/``completion_mask``/``sft_weight`` are ``[N, L]``: the prompt
+    (processor encoding, image placeholders expanded, plus any assistant prefix) followed by the
+    completion ids exactly as generated, left-padded. ``completion_mask`` marks the tokens that get
+    the RL loss (the completions, stop token included, of RL-routed groups); ``sft_weight`` is the
+    SFT weight of each token (0 = no SFT loss): an external trace, or its prefix (paper §3.1).
     ``model_kwargs`` holds the per-sequence images (``pixel_values``, ``image_grid_thw`` in row
-    order, each prompt's images repeated for its G sequences; ``images_per_row``) and
-    ``mm_token_type_ids`` when the sampler used it; it is empty for text-only batches.
-    ``rewards`` is ``[num_prompts, G]``; ``correct``, ``format_ok``, ``truncated`` and ``lengths``
-    (completion tokens) are per sequence; ``texts`` are the decoded completions.
+    order, ``images_per_row``) and ``mm_token_type_ids`` when the processor returns it; empty for
+    text-only batches.
+    ``rewards`` is ``[num_prompts, G]``: the rewards the advantages are computed from (guided
+    rollouts are rewarded on prefix + continuation; SFT-routed groups have 0). ``routes`` says per
+    prompt what it was trained with: ``rl``, ``sft`` (interleaved, or a progressive prefix that is
+    the whole trace) or ``prefix`` (prefix-guided rollouts).
+    ``sample_rewards``, ``correct``, ``format_ok``, ``truncated``, ``lengths`` (completion tokens)
+    and ``texts`` describe the policy's own unguided samples of the step (all sequences for pure
+    GRPO; the metrics ``reward``/``accuracy``/... are computed from them).
     """
 
     input_ids: Tensor
@@ -136,10 +148,47 @@ class Rollouts:
     truncated: Tensor
     lengths: Tensor
     texts: list[str] = field(default_factory=list)
+    sft_weight: Tensor | None = None
+    sample_rewards: Tensor | None = None
+    routes: list[str] = field(default_factory=list)
+    prefix_fraction: float = float("nan")
+
+    def __post_init__(self):
+        if self.sft_weight is None:
+            self.sft_weight = torch.zeros(self.input_ids.shape, dtype=torch.float32)
+        if self.sample_rewards is None:
+            self.sample_rewards = self.rewards.reshape(-1)
+        if not self.routes:
+            self.routes = ["rl"] * int(self.rewards.shape[0])
 
     @property
     def num_sequences(self) -> int:
         return int(self.input_ids.shape[0])
+
+    @property
+    def trained_mask(self) -> Tensor:
+        """Tokens that get any loss (RL or SFT), ``[N, L]`` bool."""
+        return self.completion_mask.bool() | (self.sft_weight > 0)
+
+
+@dataclass(frozen=True)
+class HybridPlan:
+    """What one step of a hybrid arm (paper §3.1) does with its zero-pass questions.
+
+    ``mode``: ``interleaved`` (the external trace gets an SFT loss of weight ``sft_weight``) or
+    ``progressive`` (the first ``prefix_fraction`` of the trace's tokens is given as a prefix with
+    SFT weight ``sft_weight`` and G rollouts continue it; a prefix that is the whole trace is a
+    pure SFT example, an empty one leaves the question to plain GRPO). ``offline_zero``: positions
+    (in the step's rows) known to be zero-pass from the base model's rollouts (``zero_pass:
+    offline``); they are not sampled unguided. With ``online`` a question is zero-pass when none of
+    its G unguided rollouts of this step is correct.
+    """
+
+    mode: str
+    sft_weight: float
+    prefix_fraction: float = 1.0
+    online: bool = True
+    offline_zero: frozenset = frozenset()
 
 
 class _RecordingModel:
@@ -234,61 +283,99 @@ def _sample(model, processor, prompts, cfg: GRPOSettings, step_seed: int) -> dic
         if mine != Counter(c.text for i in idx for c in completions[i]):
             raise RuntimeError("decoded rollout ids differ from generate()'s texts: the recorded ids are not the "
                                "sampled responses")
-    return {"enc": enc, "prompt_ids": prompt_ids, "comp_ids": comp_ids, "texts": texts,
-            "ended": [e for per_prompt in ended for e in per_prompt], "stop": stop,
-            "used_mm": any(c["mm_token_type_ids"] for c in sampler.calls)}
+    return {"prompt_ids": prompt_ids, "comp_ids": comp_ids, "texts": texts,
+            "ended": [e for per_prompt in ended for e in per_prompt], "stop": stop}
 
 
-def _pack(processor, prompts, sampled: dict, G: int) -> tuple[Tensor, Tensor, Tensor, dict]:
-    """Prompt + completion of every sequence as one left-padded batch, with per-sequence images."""
-    enc, prompt_ids, comp_ids = sampled["enc"], sampled["prompt_ids"], sampled["comp_ids"]
-    P, N = len(prompts), len(comp_ids)
+def _prefix_token_count(processor, prompt: Prompt) -> int:
+    """How many trailing tokens of the prompt's encoding are its assistant prefix.
+
+    Counted as the tokens after the longest common prefix of the encodings with and without the
+    prefix, so a token that merges across the boundary counts as a prefix token.
+    """
+    if not prompt.assistant_prefix:
+        return 0
+    bare = Prompt(prompt.messages, prompt.images)
+    a, b = processor.tokenizer(prompt_texts(processor, [bare, prompt]), add_special_tokens=False)["input_ids"]
+    c = 0
+    while c < min(len(a), len(b)) and a[c] == b[c]:
+        c += 1
+    return len(b) - c
+
+
+def _pack(processor, variants: Sequence[Prompt], seq_variant: Sequence[int], comp_ids: Sequence[list[int]],
+          seq_rl: Sequence[bool], seq_prefix_weight: Sequence[float], stop: Tensor):
+    """Sequence n = prompt variant ``seq_variant[n]`` + ``comp_ids[n]``, as one left-padded batch with its images.
+
+    Returns (input_ids, attention_mask, completion_mask, sft_weight, model_kwargs, variant_ids):
+    completion tokens of sequences with ``seq_rl`` are RL tokens; the assistant-prefix tokens of a
+    sequence with ``seq_prefix_weight > 0`` get that SFT weight.
+    """
+    enc = encode_prompts(processor, variants)
+    enc_mask = enc["attention_mask"].bool()
+    V, N = len(variants), len(comp_ids)
+    variant_ids = [enc["input_ids"][v][enc_mask[v]].tolist() for v in range(V)]
+    n_prefix = [_prefix_token_count(processor, p) for p in variants]
     pad_id = processor.tokenizer.pad_token_id
-    pad_id = int(sampled["stop"][0]) if pad_id is None else int(pad_id)
-    L = max(len(prompt_ids[n // G]) + len(comp_ids[n]) for n in range(N))
+    pad_id = int(stop[0]) if pad_id is None else int(pad_id)
+    L = max(len(variant_ids[seq_variant[n]]) + len(comp_ids[n]) for n in range(N))
     input_ids = torch.full((N, L), pad_id, dtype=torch.long)
     attention_mask = torch.zeros(N, L, dtype=torch.long)
     completion_mask = torch.zeros(N, L, dtype=torch.long)
-    mm = torch.zeros(N, L, dtype=torch.long) if sampled["used_mm"] else None
-    enc_mask = enc["attention_mask"].bool()
+    sft_weight = torch.zeros(N, L, dtype=torch.float32)
+    has_mm = "mm_token_type_ids" in enc
+    mm = torch.zeros(N, L, dtype=torch.long) if has_mm else None
     for n in range(N):
-        p, c = prompt_ids[n // G], comp_ids[n]
+        v = seq_variant[n]
+        p, c = variant_ids[v], comp_ids[n]
         T = len(p) + len(c)
         input_ids[n, L - T:] = torch.tensor(p + c, dtype=torch.long)
         attention_mask[n, L - T:] = 1
-        completion_mask[n, L - len(c):] = 1
+        if seq_rl[n] and c:
+            completion_mask[n, L - len(c):] = 1
+        if seq_prefix_weight[n] > 0 and n_prefix[v]:
+            sft_weight[n, L - len(c) - n_prefix[v]: L - len(c)] = float(seq_prefix_weight[n])
         if mm is not None:
-            mm[n, L - T: L - len(c)] = enc["mm_token_type_ids"][n // G][enc_mask[n // G]]
+            mm[n, L - T: L - len(c)] = enc["mm_token_type_ids"][v][enc_mask[v]]
 
     model_kwargs: dict[str, Any] = {}
     if enc.get("image_grid_thw") is not None:
         grid, pixels = enc["image_grid_thw"], enc["pixel_values"]
         img_off = [0]
-        for p in prompts:
+        for p in variants:
             img_off.append(img_off[-1] + len(p.images))
         patch_off = [0] + grid.prod(-1).cumsum(0).tolist()
         pv, gr, per_row = [], [], []
-        for i in range(P):
-            a, b = img_off[i], img_off[i + 1]
-            pv += [pixels[patch_off[a]: patch_off[b]]] * G
-            gr += [grid[a:b]] * G
-            per_row += [b - a] * G
+        for n in range(N):
+            a, b = img_off[seq_variant[n]], img_off[seq_variant[n] + 1]
+            pv.append(pixels[patch_off[a]: patch_off[b]])
+            gr.append(grid[a:b])
+            per_row.append(b - a)
         model_kwargs = {"pixel_values": torch.cat(pv), "image_grid_thw": torch.cat(gr), "images_per_row": per_row}
     if mm is not None:
         model_kwargs["mm_token_type_ids"] = mm
-    return input_ids, attention_mask, completion_mask, model_kwargs
+    return input_ids, attention_mask, completion_mask, sft_weight, model_kwargs, variant_ids
+
+
+def _trace(row: Mapping) -> str:
+    text = row.get("response")
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"row id={row.get('id')!r}: no response; hybrid SFT & RL needs the question's external trace")
+    return text.lstrip("\n")
 
 
 def collect_rollouts(model, processor, rows: Sequence[Mapping], cfg: GRPOSettings, *, step_seed: int, grader: Grader,
-                     image_position: str) -> Rollouts:
+                     image_position: str, hybrid: HybridPlan | None = None) -> Rollouts:
     """Sample ``cfg.num_generations`` responses per row, grade them, and build the log-prob batch.
 
     Sampling: ``synergy.generate.hf.generate`` with ``cfg``'s temperature / top-p / top-k /
     max_new_tokens and seed ``step_seed``; prompts carry the reasoning instruction when
     ``cfg.reasoning_instruction``. Grading: ``grade_row`` with ``grader``, reward
-    ``cfg.accuracy_weight * correct + cfg.format_weight * format_ok``. The returned tensors are on
-    the CPU. Raises ``RuntimeError`` if the recorded generate outputs cannot be matched to the
-    prompts or disagree with ``generate``'s texts.
+    ``cfg.accuracy_weight * correct + cfg.format_weight * format_ok``. With ``hybrid`` the
+    zero-pass questions are routed as ``HybridPlan`` says (prefix-guided rollouts are sampled
+    with seed ``step_seed + 1``). The returned tensors are on the CPU. Raises ``RuntimeError`` if
+    the recorded generate outputs cannot be matched to the prompts or disagree with
+    ``generate``'s texts, ``DataError`` if a routed question has no trace.
     """
     rows = list(rows)
     if not rows:
@@ -296,25 +383,138 @@ def collect_rollouts(model, processor, rows: Sequence[Mapping], cfg: GRPOSetting
     if not cfg.temperature > 0:
         raise ValueError(f"grpo temperature must be > 0 (got {cfg.temperature}): greedy rollouts are identical, "
                          "so every group would have zero advantage")
-    G = cfg.num_generations
+    G, P = cfg.num_generations, len(rows)
+    tok = processor.tokenizer
     prompts = [build_prompt(r, cfg.reasoning_instruction, image_position) for r in rows]
-    sampled = _sample(model, processor, prompts, cfg, step_seed)
-    input_ids, attention_mask, completion_mask, model_kwargs = _pack(processor, prompts, sampled, G)
-    texts = sampled["texts"]
-    grades = [grade_row(grader, texts[n], rows[n // G]) for n in range(len(texts))]
-    rewards = [reward(g, cfg.accuracy_weight, cfg.format_weight) for g in grades]
+    offline = set(hybrid.offline_zero) if hybrid is not None else set()
+    variants: list[Prompt] = list(prompts)  # variant i < P is prompt i itself
+    seq_variant = [n // G for n in range(P * G)]
+    comp: list[list[int]] = [[] for _ in range(P * G)]
+    ended = [True] * (P * G)
+    texts = [""] * (P * G)
+    grades: list = [None] * (P * G)
+    seq_rl = [True] * (P * G)
+    seq_w = [0.0] * (P * G)
+    routes = ["rl"] * P
+    sampled_ids: dict[int, list[int]] = {}  # variant -> prompt ids the sampler encoded
+    own: list[tuple] = []  # (sequence, grade, ended, length, text) of the policy's own unguided samples (metrics)
+
+    def run(batch: list[int], seed: int, prefix: dict[int, str]) -> None:
+        s = _sample(model, processor, [variants[v] for v in batch], cfg, seed)
+        for k, v in enumerate(batch):
+            sampled_ids[v] = s["prompt_ids"][k]
+            i = v if v < P else variant_prompt[v]
+            for j in range(G):
+                n = i * G + j
+                comp[n], ended[n] = s["comp_ids"][k * G + j], s["ended"][k * G + j]
+                texts[n] = prefix.get(v, "") + s["texts"][k * G + j]
+                grades[n] = grade_row(grader, texts[n], rows[i])
+                seq_variant[n] = v
+                if v not in prefix:  # the policy's own, unguided sample
+                    own.append((n, grades[n], ended[n], len(comp[n]), texts[n]))
+        stop_holder.append(s["stop"])
+
+    variant_prompt: dict[int, int] = {}
+    stop_holder: list[Tensor] = []
+    plain = [i for i in range(P) if i not in offline]
+    if plain:
+        run(plain, step_seed, {})
+    if hybrid is not None:
+        zero = sorted(offline if not hybrid.online else
+                      {i for i in plain if not any(grades[i * G + j].correct for j in range(G))})
+        guided: list[int] = []
+        prefixes: dict[int, str] = {}
+        for i in zero:
+            trace = _trace(rows[i])
+            if hybrid.mode == "interleaved":
+                k_tok, full = None, True
+            else:
+                trace_ids = tok(trace, add_special_tokens=False)["input_ids"]
+                k_tok = int(round(hybrid.prefix_fraction * len(trace_ids)))
+                full = k_tok >= len(trace_ids)
+            if full:  # the whole trace + end of turn is an SFT example on sequence 0; the other G-1 rows are idle
+                routes[i] = "sft"
+                variants.append(Prompt(prompts[i].messages, prompts[i].images, assistant_prefix=trace + END_OF_TURN))
+                v = len(variants) - 1
+                variant_prompt[v] = i
+                for j in range(G):
+                    n = i * G + j
+                    comp[n], seq_rl[n], ended[n] = [], False, True
+                    seq_variant[n] = v if j == 0 else i
+                seq_w[i * G] = hybrid.sft_weight
+            elif k_tok == 0:  # the prefix has faded out: plain GRPO (offline questions still need their samples)
+                if i in offline:
+                    guided.append(i)
+                    variant_prompt[i] = i
+            else:
+                routes[i] = "prefix"
+                prefix = tok.decode(trace_ids[:k_tok], skip_special_tokens=False)
+                variants.append(Prompt(prompts[i].messages, prompts[i].images, assistant_prefix=prefix))
+                v = len(variants) - 1
+                variant_prompt[v] = i
+                prefixes[v] = prefix
+                guided.append(v)
+                seq_w[i * G] = hybrid.sft_weight
+        if guided:
+            run(guided, step_seed + 1, prefixes)
+    input_ids, attention_mask, completion_mask, sft_weight, model_kwargs, variant_ids = _pack(
+        processor, variants, seq_variant, comp, seq_rl, seq_w,
+        stop_holder[0] if stop_holder else torch.tensor(_stop_ids(model, processor)))
+    for v, ids in sampled_ids.items():
+        if variant_ids[v] != ids:
+            raise RuntimeError(f"prompt variant {v}: the batch's prompt ids differ from the ids the sampler saw")
+    rewards = torch.zeros(P, G, dtype=torch.float32)
+    for n, g in enumerate(grades):
+        if g is not None and seq_rl[n]:
+            rewards[n // G, n % G] = reward(g, cfg.accuracy_weight, cfg.format_weight)
+    own.sort(key=lambda r: r[0])
     return Rollouts(
         input_ids=input_ids,
         attention_mask=attention_mask,
         completion_mask=completion_mask,
         model_kwargs=model_kwargs,
-        rewards=torch.tensor(rewards, dtype=torch.float32).view(len(rows), G),
-        correct=torch.tensor([g.correct for g in grades], dtype=torch.bool),
-        format_ok=torch.tensor([g.format_ok for g in grades], dtype=torch.bool),
-        truncated=torch.tensor([not e for e in sampled["ended"]], dtype=torch.bool),
-        lengths=torch.tensor([len(c) for c in sampled["comp_ids"]], dtype=torch.long),
-        texts=texts,
+        rewards=rewards,
+        correct=torch.tensor([r[1].correct for r in own], dtype=torch.bool),
+        format_ok=torch.tensor([r[1].format_ok for r in own], dtype=torch.bool),
+        truncated=torch.tensor([not r[2] for r in own], dtype=torch.bool),
+        lengths=torch.tensor([r[3] for r in own], dtype=torch.long),
+        texts=[r[4] for r in own],
+        sft_weight=sft_weight,
+        sample_rewards=torch.tensor([reward(r[1], cfg.accuracy_weight, cfg.format_weight) for r in own],
+                                    dtype=torch.float32),
+        routes=routes,
+        prefix_fraction=hybrid.prefix_fraction if hybrid is not None and hybrid.mode == "progressive" else float("nan"),
     )
+
+
+def _select(ro: Rollouts, idx: Sequence[int], device=None) -> tuple[Tensor, Tensor, Tensor, Tensor, dict, int]:
+    """Sequences ``idx`` (ascending) of ``ro`` as a forward batch with all-padding columns dropped.
+
+    Returns ``(input_ids, attention_mask, completion_mask, sft_weight, model_kwargs, first_column)``.
+    """
+    idx = list(idx)
+    sel = torch.tensor(idx, dtype=torch.long)
+    am = ro.attention_mask[sel]
+    c0 = int(am.any(0).nonzero()[0])
+    kw: dict[str, Any] = {}
+    mk = ro.model_kwargs
+    if mk.get("image_grid_thw") is not None:
+        per_row = mk["images_per_row"]
+        img_off = [0]
+        for c in per_row:
+            img_off.append(img_off[-1] + c)
+        patch_off = [0] + mk["image_grid_thw"].prod(-1).cumsum(0).tolist()
+        images = [k for n in idx for k in range(img_off[n], img_off[n + 1])]
+        if images:
+            kw["image_grid_thw"] = mk["image_grid_thw"][torch.tensor(images)]
+            kw["pixel_values"] = torch.cat([mk["pixel_values"][patch_off[k]: patch_off[k + 1]] for k in images])
+    if mk.get("mm_token_type_ids") is not None:
+        kw["mm_token_type_ids"] = mk["mm_token_type_ids"][sel, c0:]
+    out = (ro.input_ids[sel, c0:], am[:, c0:], ro.completion_mask[sel, c0:], ro.sft_weight[sel, c0:])
+    if device is not None:
+        out = tuple(t.to(device) for t in out)
+        kw = {k: v.to(device) for k, v in kw.items()}
+    return (*out, kw, c0)
 
 
 def rollout_rows(ro: Rollouts, lo: int, hi: int, device=None) -> tuple[Tensor, Tensor, Tensor, dict, int]:
@@ -324,26 +524,8 @@ def rollout_rows(ro: Rollouts, lo: int, hi: int, device=None) -> tuple[Tensor, T
     tensors cover columns ``first_column:`` of ``ro``'s ``[N, L]`` layout; ``model_kwargs`` holds
     those rows' images (and ``mm_token_type_ids``), moved to ``device`` when given.
     """
-    am = ro.attention_mask[lo:hi]
-    c0 = int(am.any(0).nonzero()[0])
-    kw: dict[str, Any] = {}
-    mk = ro.model_kwargs
-    if mk.get("image_grid_thw") is not None:
-        per_row = mk["images_per_row"]
-        i0, i1 = sum(per_row[:lo]), sum(per_row[:hi])
-        if i1 > i0:
-            grid = mk["image_grid_thw"]
-            patches = grid.prod(-1)
-            p0, p1 = int(patches[:i0].sum()), int(patches[:i1].sum())
-            kw["image_grid_thw"] = grid[i0:i1]
-            kw["pixel_values"] = mk["pixel_values"][p0:p1]
-    if mk.get("mm_token_type_ids") is not None:
-        kw["mm_token_type_ids"] = mk["mm_token_type_ids"][lo:hi, c0:]
-    out = (ro.input_ids[lo:hi, c0:], am[:, c0:], ro.completion_mask[lo:hi, c0:])
-    if device is not None:
-        out = tuple(t.to(device) for t in out)
-        kw = {k: v.to(device) for k, v in kw.items()}
-    return (*out, kw, c0)
+    ids, am, cm, _, kw, c0 = _select(ro, range(lo, hi), device)
+    return ids, am, cm, kw, c0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -453,7 +635,28 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None  # JSON has no NaN
 
 
-def _score(run: _Run, ro: Rollouts) -> tuple[Tensor, Tensor | None, Tensor]:
+def _micro_plan(run: _Run, ro: Rollouts) -> list[list[list[int]]]:
+    """Per update, the sequence indices of each micro-batch.
+
+    Sequences with no trained token (the idle rows of an SFT-routed group) are left out and the
+    rest are cut into ``micro_batch_size`` chunks; an update with nothing to train keeps one row
+    (zero loss) so that every process runs its synchronising backward. With DeepSpeed the fixed
+    contiguous micro-batches are kept (its engine counts micro-steps).
+    """
+    trained = ro.trained_mask.any(1).tolist()
+    plan = []
+    for micro in run.updates:
+        if run.use_deepspeed:
+            plan.append([list(range(lo, hi)) for lo, hi in micro])
+            continue
+        lo_u, hi_u = micro[0][0], micro[-1][1]
+        active = [n for n in range(lo_u, hi_u) if trained[n]] or [lo_u]
+        mbs = run.cfg.micro_batch_size
+        plan.append([active[a: a + mbs] for a in range(0, len(active), mbs)])
+    return plan
+
+
+def _score(run: _Run, ro: Rollouts, plan) -> tuple[Tensor, Tensor | None, Tensor]:
     """Old log-probs, reference log-probs (None without a reference) and entropies, ``[N, L]`` on the CPU.
 
     Computed in the micro-batches the updates will use, so the first update sees ratio 1 exactly.
@@ -463,12 +666,14 @@ def _score(run: _Run, ro: Rollouts) -> tuple[Tensor, Tensor | None, Tensor]:
     ref = torch.zeros(N, L) if run.ref is not None else None
     device = run.accelerator.device
     with torch.no_grad(), run.accelerator.autocast():
-        for lo, hi in (s for update in run.updates for s in update):
-            ids, am, cm, kw, c0 = rollout_rows(ro, lo, hi, device)
-            lp, e = token_logprobs(run.policy, ids, am, cm, model_kwargs=kw, with_entropy=True)
-            old[lo:hi, c0:], ent[lo:hi, c0:] = lp.cpu(), e.cpu()
+        for idx in (c for update in plan for c in update):
+            ids, am, cm, sw, kw, c0 = _select(ro, idx, device)
+            mask = cm.bool() | (sw > 0)
+            sel = torch.tensor(idx)
+            lp, e = token_logprobs(run.policy, ids, am, mask, model_kwargs=kw, with_entropy=True)
+            old[sel, c0:], ent[sel, c0:] = lp.cpu(), e.cpu()
             if ref is not None:
-                ref[lo:hi, c0:] = token_logprobs(run.ref, ids, am, cm, model_kwargs=kw)[0].cpu()
+                ref[sel, c0:] = token_logprobs(run.ref, ids, am, mask, model_kwargs=kw)[0].cpu()
     return old, ref, ent
 
 
@@ -479,38 +684,45 @@ def _diverged(run: _Run, what: str, value: float, step: int) -> TrainingDiverged
                             "Lower the learning rate or inspect the batch, then rerun to resume.")
 
 
-def _update(run: _Run, ro: Rollouts, advantages: Tensor, old: Tensor, ref: Tensor | None, step: int) -> dict:
-    """The step's optimiser updates; returns the update metrics (policy_loss, clip_ratio, grad_norm, lr)."""
+def _update(run: _Run, ro: Rollouts, advantages: Tensor, old: Tensor, ref: Tensor | None, step: int, plan) -> dict:
+    """The step's optimiser updates; returns the update metrics (policy_loss, clip_ratio, grad_norm, lr, sft_loss)."""
     cfg, acc, model = run.cfg, run.accelerator, run.model
     device = acc.device
+    trained = ro.trained_mask
     cmask = ro.completion_mask.bool()
     world = acc.num_processes
-    pg_sum = tok_sum = 0.0
+    pg_sum = rl_tok_sum = sft_sum = sft_tok_sum = 0.0
     clip_ratios, grad_norms, lrs = [], [], []
     model.train()
-    for micro in run.updates:
+    for micro, chunks in zip(run.updates, plan):
         lo_u, hi_u = micro[0][0], micro[-1][1]
-        normalizer = max(run.allsum([float(cmask[lo_u:hi_u].sum())])[0], 1.0)  # the mini-batch's tokens
-        upd_pg = upd_clip = 0.0
-        for k, (lo, hi) in enumerate(micro):
-            ids, am, cm, kw, c0 = rollout_rows(ro, lo, hi, device)
+        # verl's token-mean over the mini-batch's active tokens, RL and SFT alike (losses.grpo_loss)
+        normalizer = max(run.allsum([float(trained[lo_u:hi_u].sum())])[0], 1.0)
+        n_rl_upd = float(cmask[lo_u:hi_u].sum())
+        upd_pg = upd_clip = upd_sft = upd_sft_tok = 0.0
+        for k, idx in enumerate(chunks):
+            ids, am, cm, sw, kw, c0 = _select(ro, idx, device)
+            sel = torch.tensor(idx)
             if run.use_deepspeed:
                 ctx = acc.accumulate(model)
             else:
-                ctx = contextlib.nullcontext() if k == len(micro) - 1 else acc.no_sync(model)
+                ctx = contextlib.nullcontext() if k == len(chunks) - 1 else acc.no_sync(model)
             with ctx, acc.autocast():
-                logp, _ = token_logprobs(model, ids, am, cm, model_kwargs=kw)
-                ref_lp = ref[lo:hi, c0:].to(device) if ref is not None else None
-                out = grpo_loss(logp, old[lo:hi, c0:].to(device), ref_lp, advantages[lo:hi].to(device), cm,
+                sft_mask = sw > 0
+                logp, _ = token_logprobs(model, ids, am, cm.bool() | sft_mask, model_kwargs=kw)
+                ref_lp = ref[sel, c0:].to(device) if ref is not None else None
+                out = grpo_loss(logp, old[sel, c0:].to(device), ref_lp, advantages[sel].to(device), cm,
                                 clip_low=cfg.clip_low, clip_high=cfg.clip_high, clip_ratio_c=cfg.clip_ratio_c,
-                                kl_coef=cfg.kl_coef, normalizer=normalizer)
+                                kl_coef=cfg.kl_coef, sft_mask=sft_mask, sft_weight=sw, normalizer=normalizer)
                 check_finite(out.loss, step, run.checkpointer)
                 # backward divides by gradient_accumulation_steps (DeepSpeed: in its engine) and data
                 # parallelism averages over processes; undo both so the gradient is Σ_tokens / normalizer
                 acc.backward(out.loss * world * acc.gradient_accumulation_steps)
-            n_rl = float(cm.sum())
+            n_rl, n_sft = float(cm.sum()), float(sft_mask.sum())
             upd_pg += float(out.policy_loss) * n_rl
             upd_clip += float(out.clip_fraction) * n_rl
+            upd_sft += float(out.sft_loss) * n_sft
+            upd_sft_tok += n_sft
         norm = acc.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
         norm = float(norm) if norm is not None else float("nan")
         if not math.isfinite(norm) and not run.use_deepspeed:
@@ -519,31 +731,65 @@ def _update(run: _Run, ro: Rollouts, advantages: Tensor, old: Tensor, ref: Tenso
         run.opt.step()
         run.sched.step()
         run.opt.zero_grad(set_to_none=True)
-        upd_pg, upd_clip = run.allsum([upd_pg, upd_clip])
+        upd_pg, upd_clip, upd_sft, upd_sft_tok, n_rl_upd = run.allsum([upd_pg, upd_clip, upd_sft, upd_sft_tok, n_rl_upd])
         pg_sum += upd_pg
-        tok_sum += normalizer
-        clip_ratios.append(upd_clip / normalizer)
+        rl_tok_sum += n_rl_upd
+        sft_sum += upd_sft
+        sft_tok_sum += upd_sft_tok
+        clip_ratios.append(upd_clip / max(n_rl_upd, 1.0))
         grad_norms.append(norm)
     model.eval()
-    return {"policy_loss": pg_sum / max(tok_sum, 1.0), "clip_ratio": _mean(clip_ratios),
-            "grad_norm": _mean(grad_norms), "lr": lrs[-1]}
+    return {"policy_loss": pg_sum / max(rl_tok_sum, 1.0), "clip_ratio": _mean(clip_ratios),
+            "grad_norm": _mean(grad_norms), "lr": lrs[-1],
+            "sft_loss": sft_sum / sft_tok_sum if sft_tok_sum else float("nan"), "sft_tokens": int(sft_tok_sum)}
 
 
 def _rollout_metrics(run: _Run, ro: Rollouts, entropy: Tensor, old: Tensor, ref: Tensor | None) -> dict:
-    """Reward, accuracy, format, lengths, entropy, KL and signal share of the step (over all processes)."""
+    """Reward, accuracy, format, lengths (the policy's own samples), entropy, KL and signal share (RL tokens/groups)."""
     cmask = ro.completion_mask.bool()
-    groups = ro.rewards
-    signal = float((groups.max(dim=1).values != groups.min(dim=1).values).sum())
+    rl_groups = [i for i, r in enumerate(ro.routes) if r != "sft"]
+    groups = ro.rewards[rl_groups] if rl_groups else ro.rewards[:0]
+    signal = float((groups.max(dim=1).values != groups.min(dim=1).values).sum()) if rl_groups else 0.0
     kl_sum = float(kl_k3(old, ref)[cmask].sum()) if ref is not None else 0.0
-    (r, c, f, t, length, n, ent, tok, kl, sig, g) = run.allsum([
-        float(groups.sum()), float(ro.correct.sum()), float(ro.format_ok.sum()), float(ro.truncated.sum()),
-        float(ro.lengths.sum()), float(ro.num_sequences), float(entropy[cmask].sum()), float(cmask.sum()), kl_sum,
-        signal, float(groups.shape[0]),
+    (r, c, f, t, length, n, ent, tok, kl, sig, g, routed, prompts) = run.allsum([
+        float(ro.sample_rewards.sum()), float(ro.correct.sum()), float(ro.format_ok.sum()), float(ro.truncated.sum()),
+        float(ro.lengths.sum()), float(ro.correct.numel()), float(entropy[cmask].sum()), float(cmask.sum()), kl_sum,
+        signal, float(len(rl_groups)), float(sum(r != "rl" for r in ro.routes)), float(len(ro.routes)),
     ])
-    return {"reward": r / n, "accuracy": c / n, "format_rate": f / n, "entropy": ent / max(tok, 1.0),
-            "response_length": length / n, "truncated_rate": t / n,
+    per = (lambda x: x / n) if n else (lambda x: float("nan"))
+    return {"reward": per(r), "accuracy": per(c), "format_rate": per(f), "entropy": ent / max(tok, 1.0),
+            "response_length": per(length), "truncated_rate": per(t),
             "kl": kl / max(tok, 1.0) if ref is not None else float("nan"),
-            "groups_with_signal": sig / g, "num_prompts": int(g)}
+            "groups_with_signal": sig / g if g else float("nan"), "num_prompts": int(prompts),
+            "sft_questions": int(routed), "prefix_fraction": ro.prefix_fraction}
+
+
+def prefix_fraction(step: int, steps: int, schedule: str = "linear", fade_fraction: float = 1.0) -> float:
+    """Share of a zero-pass question's trace given as prefix at 0-based ``step`` (progressive, paper §3.1).
+
+    1 (the whole trace) at step 0, falling to 0 at step ``fade - 1`` with ``fade = round(fade_fraction
+    * steps)`` and 0 after it: ``linear`` (LUFFY) ``1 - p`` or ``cosine`` (Prefix-RFT)
+    ``(1 + cos(pi p)) / 2`` with progress ``p = step / (fade - 1)``.
+    """
+    fade = max(1, round(fade_fraction * steps))
+    p = min(1.0, step / (fade - 1)) if fade > 1 else 1.0
+    if schedule == "linear":
+        return 1.0 - p
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * p))
+    raise ValueError(f"prefix schedule must be linear or cosine, got {schedule!r}")
+
+
+def zero_pass_ids(samples: pl.DataFrame, num_generations: int) -> set:
+    """Ids the base model never solved in its first ``num_generations`` rollouts (``zero_pass: offline``)."""
+    s = samples.with_row_index("_order")
+    s = s.sort(["id", "sample", "_order"] if "sample" in s.columns else ["id", "_order"])
+    per_id = s.group_by("id").agg(pl.len().alias("n"),
+                                  pl.col("correct").head(num_generations).cast(pl.Int64).sum().alias("passes"))
+    short = per_id.filter(pl.col("n") < num_generations)
+    if short.height:
+        raise ValueError(f"row id={short['id'][0]!r} has {short['n'][0]} base-model rollouts, need {num_generations}")
+    return set(per_id.filter(pl.col("passes") == 0)["id"].to_list())
 
 
 def _setup(init_dir, rows: list, cfg: GRPOSettings, *, state_dir, seed: int, ref_dir, image_position: str):
@@ -604,7 +850,7 @@ def _setup(init_dir, rows: list, cfg: GRPOSettings, *, state_dir, seed: int, ref
 
 def train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_dir, cfg: GRPOSettings,
                image_position: str = "after_text", seed: int = 0, ref_dir=None, grading_timeout_s: float = 5.0,
-               stop_after_steps: int | None = None) -> dict:
+               stop_after_steps: int | None = None, zero_pass: set | None = None) -> dict:
     """Train the model in ``init_dir`` with GRPO on ``rows`` for ``cfg.steps`` steps; save it to ``out_dir``.
 
     Writes the per-step metrics (``METRIC_COLUMNS``) to ``log_path`` (parquet) and
@@ -616,9 +862,24 @@ def train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_di
     as if the job had been killed: nothing is written but the states saved so far, and
     ``{"completed": False, "step": ...}`` is returned. Raises ``TrainingDiverged`` on a NaN or
     infinite loss or gradient norm (the saved states stay). Returns the summary.
+
+    Hybrid arms (``cfg.hybrid`` interleaved / progressive, paper §3.1) need every row's external
+    trace (``response``); with ``cfg.zero_pass == "offline"`` ``zero_pass`` is the set of row ids
+    the base model never solved (``zero_pass_ids``). Their metrics add ``HYBRID_COLUMNS``.
     """
     t_start = time.monotonic()
     rows = list(rows)
+    hybrid = cfg.hybrid != "none"
+    if hybrid:
+        missing = [r.get("id") for r in rows if not isinstance(r.get("response"), str) or not r["response"].strip()]
+        if missing:
+            raise DataError(f"hybrid {cfg.hybrid}: {len(missing)} of {len(rows)} rows have no external trace "
+                            f"(response), e.g. id={missing[0]!r}")
+        if cfg.zero_pass == "offline" and zero_pass is None:
+            raise ValueError("zero_pass: offline needs the set of zero-pass ids (zero_pass_ids of the base samples)")
+        if zero_pass is not None:
+            log.info("offline zero-pass: %d of %d questions", sum(r["id"] in zero_pass for r in rows), len(rows))
+    columns = METRIC_COLUMNS + (HYBRID_COLUMNS if hybrid else ())
     run, processor, restored = _setup(init_dir, rows, cfg, state_dir=state_dir, seed=seed, ref_dir=ref_dir,
                                       image_position=image_position)
     acc = run.accelerator
@@ -634,19 +895,29 @@ def train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_di
             t0 = time.monotonic()
             idx = step_row_indices(len(rows), P, seed, step)
             mine = [i for m in range(len(run.updates)) for i in idx[m * mbs: (m + 1) * mbs][rank::world]]
+            plan = None
+            if hybrid:
+                offline = cfg.zero_pass == "offline"
+                plan = HybridPlan(
+                    mode=cfg.hybrid,
+                    sft_weight=cfg.sft_weight if cfg.hybrid == "interleaved" else cfg.prefix_sft_weight,
+                    prefix_fraction=prefix_fraction(step, cfg.steps, cfg.prefix_schedule, cfg.prefix_fade_fraction),
+                    online=not offline,
+                    offline_zero=frozenset(k for k, i in enumerate(mine) if offline and rows[i]["id"] in zero_pass))
             with torch.no_grad(), acc.autocast():
                 ro = collect_rollouts(run.policy, processor, [rows[i] for i in mine], cfg,
                                       step_seed=step_seed(seed, step, rank), grader=grader,
-                                      image_position=image_position)
+                                      image_position=image_position, hybrid=plan)
             advantages = group_advantages(ro.rewards).reshape(-1)
             t1 = time.monotonic()
-            old, ref, entropy = _score(run, ro)
+            micro = _micro_plan(run, ro)
+            old, ref, entropy = _score(run, ro, micro)
             t2 = time.monotonic()
-            upd = _update(run, ro, advantages, old, ref, step + 1)
+            upd = _update(run, ro, advantages, old, ref, step + 1, micro)
             t3 = time.monotonic()
             row = {"step": step + 1, **_rollout_metrics(run, ro, entropy, old, ref), **upd, "seconds": t3 - t0,
                    "time_generate": t1 - t0, "time_logprobs": t2 - t1, "time_update": t3 - t2}
-            metrics.append({k: row[k] for k in METRIC_COLUMNS})
+            metrics.append({k: row[k] for k in columns})
             done = step + 1
             if done % cfg.save_every_steps == 0 and done < cfg.steps:
                 run.checkpointer.save({"step": done, "metrics": metrics.rows})
