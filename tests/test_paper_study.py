@@ -21,14 +21,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 PAPER = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
 SCHEMA = yaml.safe_load((ROOT / "config/schema.yaml").read_text())
-CORE = ("study", "benchmarks", "train_sets", "base_model", "difficulty", "grading", "compute")
+CORE = ("study", "benchmarks", "train_sets", "base_model", "difficulty", "grading", "compute", "sft", "grpo", "evaluation")
 
 
 def core_paper_config() -> dict:
     """paper.yaml's data / difficulty part, valid against the schema of this branch on its own."""
     cfg = {k: copy.deepcopy(PAPER[k]) for k in CORE}
     cfg["prompt"] = {"image_position": PAPER["prompt"]["image_position"]}
-    cfg["arms"], cfg["tables"] = [{"name": "base", "kind": "base"}], []
+    # the merge grid of config/config.yaml (merged in by Snakemake) needs its two parent arms
+    cfg["arms"] = [a for a in PAPER["arms"] if a["name"] in ("base", "sft-eureka", "rl")]
+    cfg["tables"] = []
     return cfg
 
 
@@ -231,8 +233,9 @@ def test_whole_paper_dag_fetches_every_dataset_and_the_model(tmp_path):
     assert time.monotonic() - start < 10
     data_part = {k: counts.get(k) for k in ("download_dataset", "download_model", "load_benchmark", "load_train_set",
                                             "link_base_model")}
-    assert data_part == {"download_dataset": 8, "download_model": 1, "load_benchmark": 5, "load_train_set": 4,
-                         "link_base_model": 1}
+    assert data_part == {"download_dataset": 8, "download_model": 2, "load_benchmark": 5, "load_train_set": 4,
+                         "link_base_model": 1}  # models: Qwen2.5-VL-7B and the 32B judge
+    assert counts["judge"] == counts["evaluate"] and counts["tabulate_judge"] == 1
 
 
 def tag_all_benchmarks(paths: dict[str, Path]) -> dict[str, dict]:
