@@ -588,6 +588,9 @@ def _arm_errors(cfg: Mapping, schema: Mapping | None = None) -> list[str]:
 
 def load_config(cfg: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -> StudyConfig:
     """Validate a study config mapping and return it typed; raise ConfigError listing every problem."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"invalid study config: expected a mapping of sections, got {type(cfg).__name__} "
+                          "(is the config file empty?)")
     schema = yaml.safe_load(Path(schema_path).read_text())
     errors = _schema_errors(cfg, schema)
     if not errors:
