@@ -255,7 +255,8 @@ def check_finite(loss: torch.Tensor, step: int, checkpointer: Checkpointer | Non
     last = checkpointer.latest() if checkpointer else None
     where = f"the last good state is {last[0]} (step {last[1]['step']})" if last else "no state was saved yet"
     raise TrainingDiverged(f"loss became {loss.item()} at step {step}; training stopped, {where}. "
-                           "Lower the learning rate or inspect the batch, then rerun to resume.")
+                           "A rerun with the same settings resumes from it (a transient fault); with other settings "
+                           "(e.g. a lower learning rate) the arm starts over.")
 
 
 def trainable_state_changed(before: Mapping[str, torch.Tensor], model: torch.nn.Module) -> bool:

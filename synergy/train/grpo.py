@@ -683,7 +683,8 @@ def _diverged(run: _Run, what: str, value: float, step: int) -> TrainingDiverged
     last = run.checkpointer.latest()
     where = f"the last good state is {last[0]} (step {last[1]['step']})" if last else "no state was saved yet"
     return TrainingDiverged(f"{what} became {value} at step {step}; training stopped, {where}. "
-                            "Lower the learning rate or inspect the batch, then rerun to resume.")
+                            "A rerun with the same settings resumes from it (a transient fault); with other settings "
+                            "(e.g. a lower learning rate) the arm starts over.")
 
 
 def _update(run: _Run, ro: Rollouts, advantages: Tensor, old: Tensor, ref: Tensor | None, step: int, plan) -> dict:
