@@ -7,6 +7,7 @@ from synergy.workflow import (
     bench_spec,
     derived_seed,
     eval_paths,
+    export_job_environment,
     final_targets,
     grpo_inputs,
     merge_cells,
@@ -23,6 +24,10 @@ from synergy.workflow import (
 )
 
 STUDY = load_config(config)
+
+# Jobs load models with trust_remote_code only if the study config turns it on (synergy.models.load_model);
+# set here so that every job process (also one a cluster runs, which parses this file again) inherits it.
+export_job_environment(STUDY)
 
 
 wildcard_constraints:

@@ -4,6 +4,7 @@ import logging
 import polars as pl
 
 from synergy.config import GRPOSettings, GradingConfig, PromptConfig
+from synergy.data.schema import validate_rows
 from synergy.io import read_rows
 from synergy.logs import set_threads, setup_logging
 from synergy.train.grpo import drop_easy_questions, train_grpo, zero_pass_ids
@@ -11,7 +12,9 @@ from synergy.train.grpo import drop_easy_questions, train_grpo, zero_pass_ids
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)
 cfg = GRPOSettings.from_dict(snakemake.params.settings, f"grpo ({snakemake.wildcards.arm})")
+grading = GradingConfig.from_dict(snakemake.params.grading)
 rows = read_rows(snakemake.input.data)
+validate_rows(rows, snakemake.input.data)  # a bad row fails here, naming the row id and the file
 if cfg.drop_easy:
     rows, dropped = drop_easy_questions(rows, pl.read_parquet(snakemake.input.base_samples), cfg.num_generations)
     logging.info("dropped %d queries the base model solved in all %d rollouts; %d remain", dropped,
@@ -22,4 +25,4 @@ if cfg.hybrid != "none" and cfg.zero_pass == "offline":  # paper §3.1: zero pas
 train_grpo(snakemake.input.init, rows, snakemake.output.model, log_path=snakemake.output.log, zero_pass=zero,
            state_dir=snakemake.params.state_dir, cfg=cfg, seed=snakemake.params.seed,
            image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position,
-           grading_timeout_s=GradingConfig.from_dict(snakemake.params.grading).timeout_s)
+           grading_timeout_s=grading.timeout_s, grading_max_failure_share=grading.max_failure_share)

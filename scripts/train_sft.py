@@ -2,6 +2,7 @@
 import logging
 
 from synergy.config import PromptConfig, SFTSettings
+from synergy.data.schema import validate_rows
 from synergy.io import read_rows
 from synergy.logs import set_threads, setup_logging
 from synergy.mixing import composition_by_origin
@@ -11,6 +12,7 @@ setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)
 rows = read_rows(snakemake.input.data)
 logging.info("training rows by origin: %s (%s)", composition_by_origin(rows), snakemake.input.data)
+validate_rows(rows, snakemake.input.data)  # a bad row fails here, naming the row id and the file
 train_sft(snakemake.input.init, rows, snakemake.output.model,
           log_path=snakemake.output.log, state_dir=snakemake.params.state_dir,
           cfg=SFTSettings.from_dict(snakemake.params.settings, f"sft ({snakemake.wildcards.arm})"),

@@ -151,6 +151,7 @@ class BaseModelConfig(_Section):
     local_path: str | None = None    # hf: a local model folder that replaces the download
     tiny: TinyModelSettings | None = None
     pretrain: PretrainConfig | None = None
+    trust_remote_code: bool = False  # run a checkpoint's own Python code (auto_map) when loading it; off by default
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ class PromptConfig(_Section):
 @dataclass(frozen=True)
 class GradingConfig(_Section):
     timeout_s: float = 5.0
+    max_failure_share: float = 0.5  # GRPO stops when more of a step's rollouts time out / fail grading
 
 
 @dataclass(frozen=True)
@@ -432,13 +434,13 @@ def _key_path(path) -> str:
     return out
 
 
-def _schema_errors(cfg: Mapping, schema: Mapping) -> list[str]:
+def _schema_errors(cfg: Mapping, schema: Mapping, prefix: tuple = ()) -> list[str]:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema)
     messages = []
     for err in sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))):
-        where = _key_path(err.absolute_path)
+        where = _key_path([*prefix, *err.absolute_path])
         if err.validator == "additionalProperties":
             known = set(err.schema.get("properties", {}))
             for extra in sorted(set(err.instance) - known):
@@ -533,7 +535,7 @@ def arm_parents(arm: Mapping, cfg: Mapping) -> list[str]:
     return parents
 
 
-def _arm_errors(cfg: Mapping) -> list[str]:
+def _arm_errors(cfg: Mapping, schema: Mapping | None = None) -> list[str]:
     errors: list[str] = []
     user_arms = cfg.get("arms", [])
     try:
@@ -564,6 +566,11 @@ def _arm_errors(cfg: Mapping) -> list[str]:
                 errors.append(f"missing required config key 'mixing' (arm {a['name']!r} is of kind mixing)")
         elif a.get("source"):
             errors.append(f"config key 'arms[{i}].source': only kind mixing takes a source (arm {a['name']!r})")
+        section = DEFAULTS_SECTION.get(a["kind"])
+        if schema is not None and section in schema.get("$defs", {}):  # types of the overrides
+            kind_schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{section}"}
+            errors += [e for e in _schema_errors(dict(a.get("settings") or {}), kind_schema, ("arms", i, "settings"))
+                       if not e.startswith("unknown config key")]  # unknown keys: named by resolve_settings below
         try:
             settings = resolve_settings(cfg, ArmSpec.from_dict(a, f"arms[{i}]"), ARM_KINDS[a["kind"]])
         except (ConfigError, TypeError) as exc:
@@ -606,10 +613,13 @@ def _arm_errors(cfg: Mapping) -> list[str]:
 
 def load_config(cfg: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -> StudyConfig:
     """Validate a study config mapping and return it typed; raise ConfigError listing every problem."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"invalid study config: expected a mapping of sections, got {type(cfg).__name__} "
+                          "(is the config file empty?)")
     schema = yaml.safe_load(Path(schema_path).read_text())
     errors = _schema_errors(cfg, schema)
     if not errors:
-        errors = _semantic_errors(cfg) + _arm_errors(cfg)
+        errors = _semantic_errors(cfg) + _arm_errors(cfg, schema)
     if errors:
         raise ConfigError("invalid study config:\n  " + "\n  ".join(errors))
     return StudyConfig(

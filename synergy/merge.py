@@ -523,7 +523,7 @@ def merge_models(rl_dir: str | Path, sft_dir: str | Path, out_dir: str | Path, s
         base = _Checkpoint(base_dir)
         _check_keys(rl, base, "base model")
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")  # hidden: no glob of outputs picks up a half-merged folder
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)

@@ -27,7 +27,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,11 +302,13 @@ def freeze_vision(model) -> int:
     return n
 
 
-def save_model(model, processor, out_dir: str | Path) -> None:
+def save_model(model, processor, out_dir: str | Path, extra_files: Mapping[str, str] | None = None) -> None:
     """Save model and processor into one folder (safetensors only), atomically.
 
     Everything is written to a temporary sibling folder which is then renamed into place; an
     existing ``out_dir`` is replaced (moved aside first, deleted after the rename).
+    ``extra_files`` (name -> text, e.g. a training summary) are written into the folder before the
+    rename, so the folder never appears without them.
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -316,6 +318,10 @@ def save_model(model, processor, out_dir: str | Path) -> None:
     try:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        for name, text in (extra_files or {}).items():
+            if Path(name).name != name:
+                raise ValueError(f"extra file name {name!r} must be a plain file name")
+            (tmp / name).write_text(text)
         pickled = sorted(p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
         if pickled:
             raise RuntimeError(f"non-safetensors weight files written: {pickled}")
@@ -337,14 +343,29 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
 
 
-def load_model(path, device: str = "cpu", dtype: torch.dtype | None = None, trust_remote_code: bool = False):
+TRUST_REMOTE_CODE_ENV = "SYNERGY_TRUST_REMOTE_CODE"
+"""Set to "1" / "0" by the workflow (rules/common.smk) from the config's ``base_model.trust_remote_code``."""
+
+
+def trust_remote_code_default() -> bool:
+    """The workflow's ``base_model.trust_remote_code`` as passed to jobs (``SYNERGY_TRUST_REMOTE_CODE``); False if unset."""
+    return os.environ.get(TRUST_REMOTE_CODE_ENV, "0").strip().lower() in ("1", "true")
+
+
+def load_model(path, device: str = "cpu", dtype: torch.dtype | None = None, trust_remote_code: bool | None = None):
     """Load ``(model, processor)`` from a Hub-layout folder (or Hub id) in eval mode.
 
-    Uses ``AutoModelForImageTextToText`` and ``AutoProcessor`` with safetensors only; the dtype
-    defaults to float32 on CPU and bfloat16 on CUDA.
+    Uses ``AutoModelForImageTextToText`` and ``AutoProcessor`` with safetensors only (a folder
+    with only pickled ``.bin`` weights fails; nothing is unpickled); the dtype defaults to float32
+    on CPU and bfloat16 on CUDA. ``trust_remote_code`` (run Python code shipped with the checkpoint)
+    defaults to the study config's ``base_model.trust_remote_code``, which the workflow hands to
+    every job (``trust_remote_code_default``), and is off unless that turns it on.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    if trust_remote_code is None:
+        trust_remote_code = trust_remote_code_default()
+    log.info("loading %s (safetensors only, trust_remote_code=%s)", path, trust_remote_code)
     dtype = dtype or default_dtype(device)
     model = AutoModelForImageTextToText.from_pretrained(
         str(path), dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code

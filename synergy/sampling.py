@@ -49,6 +49,12 @@ def sample_and_grade(model, processor, rows: Sequence[Mapping], cfg: SamplingCon
     log.info("%d samples in %.1f s: accuracy %.3f, format %.3f, truncated %d, grader %s", df.height,
              time.monotonic() - start, df["correct"].mean(), df["format_ok"].mean(), int(df["truncated"].sum()),
              grader.stats)
+    failed = {s: int((df["status"] == s).sum()) for s in ("timeout", "error")}
+    if any(failed.values()):
+        log.warning("%d of %d samples%s could not be graded (%d timeouts, %d errors): they count as wrong and keep "
+                    "status timeout/error; the raw text is kept, so `python scripts/regrade.py --timeout-s N` can "
+                    "grade them again without generating", sum(failed.values()), df.height,
+                    f" of {path}" if path else "", failed["timeout"], failed["error"])
     return df
 
 

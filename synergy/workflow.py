@@ -6,6 +6,7 @@ Rules stay declarative; everything longer than a line lives here and is unit-tes
 
 from __future__ import annotations
 
+import os
 import zlib
 
 from synergy.config import SetSpec, StudyConfig
@@ -151,3 +152,16 @@ def final_targets(study: StudyConfig) -> list[str]:
     """What ``snakemake`` builds with no target: everything the study produces so far."""
     tables = [TABLE_PATH.format(table=t) for t in table_names(study)]
     return level_table_paths() + tables
+
+
+def job_environment(study: StudyConfig) -> dict[str, str]:
+    """Environment every job of the study gets: ``SYNERGY_TRUST_REMOTE_CODE`` from ``base_model.trust_remote_code``.
+
+    (The name is ``synergy.models.TRUST_REMOTE_CODE_ENV``; spelled out here so this module stays free of torch.)
+    """
+    return {"SYNERGY_TRUST_REMOTE_CODE": "1" if study.base_model.trust_remote_code else "0"}
+
+
+def export_job_environment(study: StudyConfig) -> None:
+    """Put ``job_environment(study)`` into this process's environment, which the jobs it starts inherit."""
+    os.environ.update(job_environment(study))

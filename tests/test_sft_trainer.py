@@ -146,7 +146,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_model_dir, tmp_path, m
     stopped = run(tiny_model_dir, rows, tmp_path, "b", cfg, stop_after_steps=2)  # mid-epoch 1
     assert stopped == {"stopped": True, "step": 2}
     assert (tmp_path / "b" / "state" / "step-000002").is_dir() and not (tmp_path / "b" / "model").exists()
-    assert len(pl.read_parquet(tmp_path / "b" / "log.parquet")) == 2
+    assert len(pl.read_parquet(tmp_path / "b" / "state" / "train_log.parquet")) == 2  # progress, inside the state
+    assert not (tmp_path / "b" / "log.parquet").exists()  # the declared log appears only with the model
     real, forwards = sft_trainer.sft_loss, []
 
     def counting(model, batch):

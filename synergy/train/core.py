@@ -13,18 +13,32 @@ nothing algorithm-specific:
 4. the per-step metrics table (``results/train_logs/{arm}.parquet``), kept inside the state so a
    resumed run continues the same table;
 5. a divergence guard: a NaN or infinite loss stops the run with a clear error, and the last good
-   state stays on disk.
+   state stays on disk;
+6. an out-of-memory guard (``explain_oom``): ``torch.OutOfMemoryError`` / ``MemoryError`` inside a
+   step is re-raised as ``TrainingOutOfMemory`` naming the arm, the batch sizes and the state a
+   rerun resumes from (Snakemake's retries give the job more memory; ``micro_batch_size`` is
+   memory-only and left out of the resume fingerprint, so lowering it keeps the saved state);
+7. a grading-storm guard (``check_grading``): when more than ``max_failure_share`` of a step's
+   rollouts could not be graded (grader timeout or error), training stops with a clear message
+   instead of learning from rewards that are mostly "wrong by timeout".
+
+No pickle is ever loaded from a training state: weights are safetensors, the optimiser and RNG
+states go through accelerate's ``load`` (``torch.load(weights_only=True)``), and the learning-rate
+schedule is kept as JSON in the state (``scheduler.json``) instead of accelerate's custom-object
+checkpoint, which accelerate reloads with ``weights_only=False``. Pass the schedule to
+``Checkpointer(scheduler=...)``; never ``accelerator.register_for_checkpointing`` it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +54,18 @@ log = logging.getLogger("synergy.train")
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good state."""
+
+
+class TrainingOutOfMemory(MemoryError):
+    """A training step ran out of (GPU or host) memory; the message names the arm, batch sizes and resume state."""
+
+
+class GradingStorm(RuntimeError):
+    """Too many of a step's rollouts could not be graded (timeouts or errors); training stopped."""
+
+
+MEMORY_ONLY_KEYS = ("micro_batch_size",)
+"""Settings that change memory use but not the result: left out of the resume fingerprint."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +100,7 @@ def build_accelerator(grad_accum: int = 1, deepspeed_stage: int | None = None, s
     """An Accelerator: fp32 on CPU, bf16 on CUDA, DeepSpeed ZeRO ``deepspeed_stage`` when given and on GPU.
 
     Schedulers are stepped by the trainers once per optimiser step (``step_scheduler_with_optimizer``
-    is off): register them with ``accelerator.register_for_checkpointing`` instead of ``prepare``.
+    is off): hand them to ``Checkpointer(scheduler=...)`` instead of ``prepare`` (saved as JSON, never pickled).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -107,14 +133,28 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-class Checkpointer:
-    """Full training states under ``state_dir/step-NNNNNN`` (atomic), newest ``keep_last`` kept."""
+def resume_settings(settings: Mapping[str, Any]) -> dict:
+    """``settings`` without the memory-only keys (``MEMORY_ONLY_KEYS``), for the resume fingerprint."""
+    return {k: v for k, v in settings.items() if k not in MEMORY_ONLY_KEYS}
 
-    def __init__(self, accelerator, state_dir: str | Path, run_fingerprint: str, keep_last: int = 2):
+
+SCHEDULER_FILE = "scheduler.json"
+
+
+class Checkpointer:
+    """Full training states under ``state_dir/step-NNNNNN`` (atomic), newest ``keep_last`` kept.
+
+    ``scheduler`` (a ``torch.optim.lr_scheduler`` object, optional) is saved as JSON inside each
+    state and restored from it; no pickled custom object is written or read.
+    """
+
+    def __init__(self, accelerator, state_dir: str | Path, run_fingerprint: str, keep_last: int = 2,
+                 scheduler=None):
         self.accelerator = accelerator
         self.state_dir = Path(state_dir)
         self.fingerprint = run_fingerprint
         self.keep_last = keep_last
+        self.scheduler = scheduler
 
     def _states(self) -> list[Path]:
         if not self.state_dir.is_dir():
@@ -132,6 +172,8 @@ class Checkpointer:
         self.accelerator.save_state(str(tmp), safe_serialization=True)
         if self.accelerator.is_main_process:
             payload = {**trainer_state, "fingerprint": self.fingerprint}
+            if self.scheduler is not None:
+                (tmp / SCHEDULER_FILE).write_text(json.dumps(_scheduler_state(self.scheduler), default=_json_default))
             (tmp / "trainer_state.json").write_text(json.dumps(payload, default=_json_default))
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
@@ -157,6 +199,8 @@ class Checkpointer:
             return None
         path, state = found
         self.accelerator.load_state(str(path))
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(json.loads((path / SCHEDULER_FILE).read_text()))
         log.info("resumed from %s (step %d)", path, state["step"])
         return state
 
@@ -164,6 +208,14 @@ class Checkpointer:
         """Remove every saved state (after the final model is written)."""
         if self.accelerator.is_main_process:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _scheduler_state(scheduler) -> dict:
+    """A scheduler's state_dict without its callables (LambdaLR keeps None for plain functions)."""
+    state = scheduler.state_dict()
+    if any(x is not None for x in state.get("lr_lambdas", [])):
+        raise TypeError("cannot save a scheduler whose lr_lambdas carry state; use plain functions")
+    return state
 
 
 def _json_default(value):
@@ -186,9 +238,10 @@ class MetricsLog:
         self.rows.append(clean)
         log.info("step %s: %s", clean.get("step"), ", ".join(f"{k}={_fmt(v)}" for k, v in clean.items() if k != "step"))
 
-    def write(self) -> None:
+    def write(self, path: str | Path | None = None) -> None:
+        """Write the table (atomically) to ``path``, default the log path given at construction."""
         if self.rows:
-            write_parquet(pl.DataFrame(self.rows, infer_schema_length=None).to_arrow(), self.path)
+            write_parquet(pl.DataFrame(self.rows, infer_schema_length=None).to_arrow(), path or self.path)
 
 
 def _fmt(v) -> str:
@@ -202,9 +255,77 @@ def check_finite(loss: torch.Tensor, step: int, checkpointer: Checkpointer | Non
     last = checkpointer.latest() if checkpointer else None
     where = f"the last good state is {last[0]} (step {last[1]['step']})" if last else "no state was saved yet"
     raise TrainingDiverged(f"loss became {loss.item()} at step {step}; training stopped, {where}. "
-                           "Lower the learning rate or inspect the batch, then rerun to resume.")
+                           "A rerun with the same settings resumes from it (a transient fault); with other settings "
+                           "(e.g. a lower learning rate) the arm starts over.")
 
 
 def trainable_state_changed(before: Mapping[str, torch.Tensor], model: torch.nn.Module) -> bool:
     """True if any trainable parameter differs from the ``before`` snapshot (tests, sanity checks)."""
     return any(not torch.equal(before[n], p.detach()) for n, p in model.named_parameters() if n in before)
+
+
+def latest_state(state_dir: str | Path) -> tuple[Path, int] | None:
+    """The newest complete state folder under ``state_dir`` and its step (whatever run it belongs to), or None."""
+    folder = Path(state_dir)
+    states = sorted(p for p in folder.glob("step-*") if (p / "trainer_state.json").is_file()) if folder.is_dir() else []
+    if not states:
+        return None
+    try:
+        return states[-1], int(json.loads((states[-1] / "trainer_state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _resume_hint(state_dir: str | Path | None) -> str:
+    last = latest_state(state_dir) if state_dir is not None else None
+    if last:
+        return f"a rerun resumes from {last[0]} (step {last[1]})"
+    where = f" in {state_dir}" if state_dir is not None else ""
+    return f"no training state was saved yet{where}: a rerun starts from step 0"
+
+
+@contextlib.contextmanager
+def explain_oom(arm: str, sizes: Mapping[str, Any], state_dir: str | Path | None) -> Iterator[None]:
+    """Re-raise an out-of-memory error inside the block as ``TrainingOutOfMemory`` with a useful message.
+
+    The message names the arm, the batch sizes in ``sizes`` (e.g. ``{"batch_size": 32,
+    "micro_batch_size": 8}``) and the saved state under ``state_dir`` that a rerun resumes from.
+    """
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        if isinstance(exc, TrainingOutOfMemory):
+            raise
+        device = "GPU" if isinstance(exc, torch.OutOfMemoryError) else "host"
+        sizes_text = ", ".join(f"{k}={v}" for k, v in sizes.items())
+        text = str(exc).strip()
+        detail = f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+        raise TrainingOutOfMemory(
+            f"arm {arm!r} ran out of {device} memory ({detail}) with {sizes_text}; {_resume_hint(state_dir)}. "
+            "Rerun with more memory (Snakemake's --retries re-submit the job with mem_mb scaled by the attempt) "
+            "or lower micro_batch_size (it changes memory use only, not the result, and keeps the saved state "
+            "resumable)."
+        ) from exc
+
+
+def check_grading(arm: str, step: int, failures: Mapping[str, int], total: int, max_failure_share: float,
+                  state_dir: str | Path | None) -> None:
+    """Stop with ``GradingStorm`` when more than ``max_failure_share`` of a step's ``total`` rollouts failed grading.
+
+    ``failures`` counts them by kind (``{"timeouts": n, "errors": m}``). Below the share the failed
+    items stay graded as wrong (as in evaluation), are counted in the step's metrics and logged.
+    """
+    failed = sum(failures.values())
+    if not failed:
+        return
+    share = failed / max(total, 1)
+    detail = ", ".join(f"{v} {k}" for k, v in failures.items() if v)
+    if share > max_failure_share:
+        raise GradingStorm(
+            f"arm {arm!r}, step {step}: {failed} of {total} rollouts could not be graded ({detail}; "
+            f"share {share:.2f} > grading.max_failure_share {max_failure_share}); training stopped before the "
+            f"update; {_resume_hint(state_dir)}. Raise grading.timeout_s or check the machine's load (each "
+            "timeout restarts the grader's worker process)."
+        )
+    log.warning("arm %r, step %d: %d of %d rollouts could not be graded (%s); they count as wrong", arm, step,
+                failed, total, detail)

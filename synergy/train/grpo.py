@@ -77,11 +77,10 @@ import torch
 from torch import Tensor
 
 from synergy.config import GRPOSettings
+from synergy.data.schema import DataError, validate_rows
 from synergy.generate.hf import SamplingConfig, encode_prompts, generate, prompt_texts
 from synergy.grading import Grader, grade_row, reward
-from synergy.io import write_text
 from synergy.models import freeze_vision, load_model, save_model
-from synergy.data.schema import DataError
 from synergy.prompts import Prompt, build_prompt
 from synergy.train.sft import END_OF_TURN
 from synergy.train.core import (
@@ -92,7 +91,10 @@ from synergy.train.core import (
     build_accelerator,
     build_optimizer,
     check_finite,
+    check_grading,
+    explain_oom,
     fingerprint,
+    resume_settings,
 )
 from synergy.train.losses import group_advantages, grpo_loss, kl_k3, token_logprobs
 
@@ -104,7 +106,7 @@ __all__ = ["HYBRID_COLUMNS", "METRIC_COLUMNS", "HybridPlan", "Rollouts", "collec
 METRIC_COLUMNS = (
     "step", "reward", "accuracy", "format_rate", "entropy", "response_length", "truncated_rate", "clip_ratio", "kl",
     "policy_loss", "grad_norm", "lr", "groups_with_signal", "num_prompts", "seconds", "time_generate",
-    "time_logprobs", "time_update",
+    "time_logprobs", "time_update", "grader_timeouts", "grader_errors",
 )
 """Columns of the per-step metrics table (``log_path``), in order."""
 HYBRID_COLUMNS = ("sft_questions", "sft_tokens", "sft_loss", "prefix_fraction")
@@ -681,7 +683,8 @@ def _diverged(run: _Run, what: str, value: float, step: int) -> TrainingDiverged
     last = run.checkpointer.latest()
     where = f"the last good state is {last[0]} (step {last[1]['step']})" if last else "no state was saved yet"
     return TrainingDiverged(f"{what} became {value} at step {step}; training stopped, {where}. "
-                            "Lower the learning rate or inspect the batch, then rerun to resume.")
+                            "A rerun with the same settings resumes from it (a transient fault); with other settings "
+                            "(e.g. a lower learning rate) the arm starts over.")
 
 
 def _update(run: _Run, ro: Rollouts, advantages: Tensor, old: Tensor, ref: Tensor | None, step: int, plan) -> dict:
@@ -823,8 +826,7 @@ def _setup(init_dir, rows: list, cfg: GRPOSettings, *, state_dir, seed: int, ref
     optim = OptimSettings(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
                           schedule=cfg.schedule, max_grad_norm=cfg.max_grad_norm)
     opt, sched = build_optimizer(model, optim, cfg.steps * updates_per_step)
-    prepared, opt = accelerator.prepare(model, opt)
-    accelerator.register_for_checkpointing(sched)  # stepped by hand: a prepared one steps num_processes times
+    prepared, opt = accelerator.prepare(model, opt)  # sched is stepped by hand (a prepared one steps per process)
 
     ref = None
     ref_source = Path(ref_dir) if ref_dir is not None else Path(init_dir)
@@ -837,20 +839,45 @@ def _setup(init_dir, rows: list, cfg: GRPOSettings, *, state_dir, seed: int, ref
         log.info("no reference model: kl_coef=0 (kl is logged as NaN)")
 
     run_fp = fingerprint({
-        "kind": "grpo", "settings": cfg.to_dict(), "init_dir": str(Path(init_dir).resolve()),
+        "kind": "grpo", "settings": resume_settings(cfg.to_dict()), "init_dir": str(Path(init_dir).resolve()),
         "ref_dir": str(ref_source.resolve()) if ref is not None else None, "num_rows": len(rows),
         "row_ids": hashlib.sha256("\n".join(str(r.get("id")) for r in rows).encode()).hexdigest()[:16],
         "seed": seed, "image_position": image_position,
     })
     run = _Run(cfg=cfg, accelerator=accelerator, model=prepared, policy=accelerator.unwrap_model(prepared), ref=ref,
-               opt=opt, sched=sched, checkpointer=Checkpointer(accelerator, state_dir, run_fp), updates=updates,
+               opt=opt, sched=sched, checkpointer=Checkpointer(accelerator, state_dir, run_fp, scheduler=sched), updates=updates,
                use_deepspeed=use_ds)
     return run, processor, run.checkpointer.restore()
 
 
 def train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_dir, cfg: GRPOSettings,
                image_position: str = "after_text", seed: int = 0, ref_dir=None, grading_timeout_s: float = 5.0,
-               stop_after_steps: int | None = None, zero_pass: set | None = None) -> dict:
+               grading_max_failure_share: float = 0.5, stop_after_steps: int | None = None,
+               zero_pass: set | None = None) -> dict:
+    """Train with GRPO (see ``_train_grpo``); rows are validated first (``DataError`` naming the row).
+
+    Out of memory anywhere in the run raises ``TrainingOutOfMemory`` naming the arm (the name of
+    ``out_dir``), the batch sizes and the saved state a rerun resumes from. A step in which more than
+    ``grading_max_failure_share`` of the rollouts could not be graded (timeouts, errors) raises
+    ``GradingStorm`` before its update; below that share they count as wrong and are logged, and
+    every step's counts are the ``grader_timeouts`` / ``grader_errors`` columns.
+    """
+    rows = list(rows)
+    validate_rows(rows)
+    sizes = {"prompts_per_step": cfg.prompts_per_step, "mini_batch_size": cfg.mini_batch_size,
+             "num_generations": cfg.num_generations, "micro_batch_size": cfg.micro_batch_size,
+             "max_new_tokens": cfg.max_new_tokens}
+    with explain_oom(Path(out_dir).name, sizes, state_dir):
+        return _train_grpo(init_dir, rows, out_dir, log_path=log_path, state_dir=state_dir, cfg=cfg,
+                           image_position=image_position, seed=seed, ref_dir=ref_dir,
+                           grading_timeout_s=grading_timeout_s, grading_max_failure_share=grading_max_failure_share,
+                           stop_after_steps=stop_after_steps, zero_pass=zero_pass)
+
+
+def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_dir, cfg: GRPOSettings,
+                image_position: str = "after_text", seed: int = 0, ref_dir=None, grading_timeout_s: float = 5.0,
+                grading_max_failure_share: float = 0.5, stop_after_steps: int | None = None,
+                zero_pass: set | None = None) -> dict:
     """Train the model in ``init_dir`` with GRPO on ``rows`` for ``cfg.steps`` steps; save it to ``out_dir``.
 
     Writes the per-step metrics (``METRIC_COLUMNS``) to ``log_path`` (parquet) and
@@ -904,10 +931,15 @@ def train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_di
                     prefix_fraction=prefix_fraction(step, cfg.steps, cfg.prefix_schedule, cfg.prefix_fade_fraction),
                     online=not offline,
                     offline_zero=frozenset(k for k, i in enumerate(mine) if offline and rows[i]["id"] in zero_pass))
+            before = {k: grader.stats[k] for k in ("timeouts", "errors", "graded")}
             with torch.no_grad(), acc.autocast():
                 ro = collect_rollouts(run.policy, processor, [rows[i] for i in mine], cfg,
                                       step_seed=step_seed(seed, step, rank), grader=grader,
                                       image_position=image_position, hybrid=plan)
+            n_timeouts, n_errors, n_graded = run.allsum([grader.stats[k] - before[k] for k in ("timeouts", "errors",
+                                                                                                "graded")])
+            check_grading(Path(out_dir).name, step + 1, {"timeouts": int(n_timeouts), "errors": int(n_errors)},
+                          int(n_graded), grading_max_failure_share, state_dir)
             advantages = group_advantages(ro.rewards).reshape(-1)
             t1 = time.monotonic()
             micro = _micro_plan(run, ro)
@@ -916,7 +948,8 @@ def train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_di
             upd = _update(run, ro, advantages, old, ref, step + 1, micro)
             t3 = time.monotonic()
             row = {"step": step + 1, **_rollout_metrics(run, ro, entropy, old, ref), **upd, "seconds": t3 - t0,
-                   "time_generate": t1 - t0, "time_logprobs": t2 - t1, "time_update": t3 - t2}
+                   "time_generate": t1 - t0, "time_logprobs": t2 - t1, "time_update": t3 - t2,
+                   "grader_timeouts": int(n_timeouts), "grader_errors": int(n_errors)}
             metrics.append({k: row[k] for k in columns})
             done = step + 1
             if done % cfg.save_every_steps == 0 and done < cfg.steps:
@@ -953,8 +986,9 @@ def train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_di
         save_dtype = _checkpoint_dtype(init_dir)
         if save_dtype != torch.float32:
             run.policy.to(save_dtype)
-        save_model(run.policy, processor, out_dir)
-        write_text(json.dumps(summary, indent=2, default=str) + "\n", Path(out_dir) / "training_summary.json")
+        # the summary goes into the model folder before its rename: the folder never appears without it
+        save_model(run.policy, processor, out_dir,
+                   extra_files={"training_summary.json": json.dumps(summary, indent=2, default=str) + "\n"})
         metrics.write()
     acc.wait_for_everyone()
     run.checkpointer.clear()

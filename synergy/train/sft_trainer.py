@@ -13,8 +13,9 @@ killed run at the right batch of the right epoch, a per-step metrics table, and 
 Outputs: ``out_dir`` (a Hugging Face model folder, the chosen epoch, with ``training_summary.json``),
 the train log at ``log_path`` (parquet: ``step, epoch, loss, lr, grad_norm, tokens, seconds,
 val_loss``; one row per optimiser step, ``val_loss`` null, plus one row per epoch end with only
-``step, epoch, val_loss`` set). ``state_dir`` holds the step states and the per-epoch model
-folders while training runs and is deleted once ``out_dir`` is written.
+``step, epoch, val_loss`` set), written only together with ``out_dir`` (while training runs the
+table so far is ``state_dir/train_log.parquet``). ``state_dir`` holds the step states and the
+per-epoch model folders while training runs and is deleted once ``out_dir`` is written.
 
 Deviations and choices (the paper and LLaMA-Factory are silent or differ):
 
@@ -40,8 +41,9 @@ Deviations and choices (the paper and LLaMA-Factory are silent or differ):
    precision), fp32 on CPU. On CUDA gradient checkpointing is switched on (LLaMA-Factory's default;
    numerically identical), on CPU it is off.
 6. **Scheduler**: the LambdaLR of ``core.build_optimizer`` is stepped once per optimiser step and
-   registered with ``accelerator.register_for_checkpointing`` instead of passing through
-   ``accelerator.prepare``, which would step it once per process per call on several GPUs.
+   saved as JSON in each state by the ``Checkpointer`` instead of passing through
+   ``accelerator.prepare``, which would step it once per process per call on several GPUs (and
+   accelerate reloads registered custom objects with pickle).
    ``warmup_ratio: 0.1`` and cosine follow LLaMA-Factory's Qwen2.5-VL example (paper silent).
 7. **Checkpoints**: the step states (weights, optimiser, scheduler, RNG, the trainer's counters and
    metrics rows and per-epoch validation losses) rotate under ``state_dir/step-*``; each epoch's
@@ -90,7 +92,9 @@ from synergy.train.core import (
     build_accelerator,
     build_optimizer,
     check_finite,
+    explain_oom,
     fingerprint,
+    resume_settings,
 )
 from synergy.train.sft import IGNORE_INDEX, collate_sft, sft_loss
 
@@ -98,6 +102,8 @@ log = logging.getLogger("synergy.train")
 
 METRIC_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "tokens", "seconds", "val_loss")
 SUMMARY_NAME = "training_summary.json"
+PROGRESS_LOG = "train_log.parquet"
+"""The metrics so far, under ``state_dir`` while the arm trains (``log_path`` appears only with the model)."""
 
 __all__ = ["METRIC_COLUMNS", "SUMMARY_NAME", "split_train_val", "train_sft"]
 
@@ -271,7 +277,8 @@ def _diverged(what: str, value: float, step: int, checkpointer: Checkpointer) ->
     last = checkpointer.latest()
     where = f"the last good state is {last[0]} (step {last[1]['step']})" if last else "no state was saved yet"
     return TrainingDiverged(f"{what} became {value} at step {step}; training stopped, {where}. "
-                            "Lower the learning rate or inspect the batch, then rerun to resume.")
+                            "A rerun with the same settings resumes from it (a transient fault); with other settings "
+                            "(e.g. a lower learning rate) the arm starts over.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,6 +288,20 @@ def _diverged(what: str, value: float, step: int, checkpointer: Checkpointer) ->
 def train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Path, *, log_path: str | Path,
               state_dir: str | Path, cfg: SFTSettings, image_position: str = "after_text", seed: int = 0,
               stop_after_steps: int | None = None) -> dict:
+    """Fine-tune the model in ``init_dir`` on the SFT ``rows`` (see ``_train_sft``).
+
+    Out of memory anywhere in the run raises ``TrainingOutOfMemory`` naming the arm (the name of
+    ``out_dir``), the batch sizes and the saved state a rerun resumes from.
+    """
+    sizes = {"batch_size": cfg.batch_size, "micro_batch_size": cfg.micro_batch_size, "max_length": cfg.max_length}
+    with explain_oom(Path(out_dir).name, sizes, state_dir):
+        return _train_sft(init_dir, rows, out_dir, log_path=log_path, state_dir=state_dir, cfg=cfg,
+                          image_position=image_position, seed=seed, stop_after_steps=stop_after_steps)
+
+
+def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Path, *, log_path: str | Path,
+               state_dir: str | Path, cfg: SFTSettings, image_position: str = "after_text", seed: int = 0,
+               stop_after_steps: int | None = None) -> dict:
     """Fine-tune the model in ``init_dir`` on the SFT ``rows``; write the chosen epoch to ``out_dir``.
 
     Returns the summary also written to ``out_dir/training_summary.json``: ``chosen_epoch``,
@@ -324,14 +345,13 @@ def train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Path
     if _is_deepspeed(accelerator):
         accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
     model, opt = accelerator.prepare(model, opt)
-    accelerator.register_for_checkpointing(sched)
     params = [p for p in model.parameters() if p.requires_grad]
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
 
     ids_hash = hashlib.sha256("\n".join(str(r["id"]) for r in rows).encode()).hexdigest()[:16]
-    run_fp = fingerprint({"sft": cfg.to_dict(), "init_dir": str(init_dir.resolve()), "num_rows": len(rows),
+    run_fp = fingerprint({"sft": resume_settings(cfg.to_dict()), "init_dir": str(init_dir.resolve()), "num_rows": len(rows),
                           "row_ids": ids_hash, "seed": seed, "image_position": image_position})
-    checkpointer = Checkpointer(accelerator, state_dir, run_fp)
+    checkpointer = Checkpointer(accelerator, state_dir, run_fp, scheduler=sched)
     state = checkpointer.restore()
     if state is None:
         if state_dir.exists() and any(state_dir.iterdir()):
@@ -344,6 +364,7 @@ def train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Path
     total_tokens = int(state["tokens"])
     seconds_before = float(state["seconds"])
     metrics = MetricsLog(log_path, state["metrics"])
+    progress_log = state_dir / PROGRESS_LOG  # the declared log_path is written once, when the model is
     log.info("SFT: %d epochs x %d steps = %d optimiser steps of %d sequences (micro-batches of %d), %s",
              cfg.epochs, steps_per_epoch, total_steps, cfg.batch_size, cfg.micro_batch_size,
              f"resuming at step {step}" if step else "from the start")
@@ -409,7 +430,7 @@ def train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Path
             if epoch_end or step % cfg.save_every_steps == 0:
                 checkpointer.save(trainer_state(epoch + 1, 0) if epoch_end else trainer_state(epoch, b + 1))
                 if accelerator.is_main_process:
-                    metrics.write()
+                    metrics.write(progress_log)
             if stop_after_steps is not None and step >= stop_after_steps:
                 log.warning("stopping after step %d (stop_after_steps)", step)
                 return {"stopped": True, "step": step}
