@@ -43,6 +43,8 @@ rule tabulate_level_gain:
     params:
         pairs=gain_pairs(STUDY),
         bootstrap=REPORT.bootstrap.to_dict(),
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/tabulate_level_gain/level_gain.log",
     benchmark:
@@ -63,6 +65,8 @@ rule tabulate_reasoning_words:
         words=list(REPORT.reasoning_words.words),
         benches=word_benches(STUDY)[0],
         note=word_benches(STUDY)[1],
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/tabulate_reasoning_words/table5_reasoning_words.log",
     benchmark:
@@ -81,6 +85,8 @@ rule make_figure:
         figure="|".join(FIGURES),
     params:
         spec=lambda wc: figure_spec(STUDY, wc.figure),
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/make_figure/{figure}.log",
     benchmark:
@@ -98,6 +104,8 @@ rule make_report:
     params:
         info=title_info(STUDY, config),
         pages=report_items(STUDY),
+    conda:
+        "../envs/cpu.yaml"
     log:
         "logs/make_report/all.log",
     benchmark:
