@@ -3,6 +3,7 @@
 # Each figure rule depends on the tables and training logs it reads and on the drawing code, so a
 # change of a figure's code or style re-runs only these rules, never training or evaluation.
 from synergy.report.targets import (
+    code_file,
     FIGURES,
     FIGURE_PATH,
     REPORT_PATH,
@@ -22,7 +23,7 @@ from synergy.report.targets import (
 )
 
 REPORT = report_config(STUDY)
-REPORT_CODE = [os.path.join(workflow.basedir, "synergy", "report", f) for f in ("figures.py", "study_tables.py")]
+REPORT_CODE = [code_file(workflow.basedir, "synergy", "report", f) for f in ("figures.py", "study_tables.py")]
 
 
 localrules:
@@ -36,7 +37,7 @@ rule tabulate_level_gain:
     input:
         evals=gain_inputs(STUDY),
         levels="results/difficulty/levels.parquet",
-        code=os.path.join(workflow.basedir, "synergy", "analysis.py"),
+        code=code_file(workflow.basedir, "synergy", "analysis.py"),
     output:
         csv=table_csv("level_gain"),
         md=table_md("level_gain"),
@@ -56,7 +57,7 @@ rule tabulate_level_gain:
 rule tabulate_reasoning_words:
     input:
         evals=word_inputs(STUDY),
-        code=os.path.join(workflow.basedir, "synergy", "analysis.py"),
+        code=code_file(workflow.basedir, "synergy", "analysis.py"),
     output:
         csv=table_csv("table5_reasoning_words"),
         md=table_md("table5_reasoning_words"),
@@ -98,7 +99,7 @@ rule make_figure:
 rule make_report:
     input:
         report_inputs(STUDY),
-        code=[*REPORT_CODE, os.path.join(workflow.basedir, "synergy", "report", "pdf.py")],
+        code=[*REPORT_CODE, code_file(workflow.basedir, "synergy", "report", "pdf.py")],
     output:
         REPORT_PATH,
     params:

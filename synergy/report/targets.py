@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -290,6 +291,13 @@ def figure_targets(study: StudyConfig) -> list[str]:
         return []
     return ([FIGURE_PATH.format(figure=f) for f in FIGURES]
             + [table_csv(WORDS_TABLE), table_md(WORDS_TABLE), REPORT_PATH])
+
+
+def code_file(basedir: str, *parts: str) -> str:
+    """A module of the checkout as a rule input, relative to the working directory: Snakemake skips the
+    modification-time check of absolute paths into the workflow's own source tree, and a changed figure
+    module must re-run its figure rules."""
+    return os.path.relpath(os.path.join(basedir, *parts))
 
 
 def config_hash(config: Mapping) -> str:
