@@ -9,6 +9,7 @@
 #   results/models/{arm}/                       every trained arm (HF dir);  results/train_logs/{arm}.parquet
 #   results/eval/{arm}/{bench}.parquet          k graded samples per question (every arm, every benchmark)
 #   results/tables/{table}.csv (+ .md)          tables
+#   results/figures/{figure}.pdf, all.pdf       figures and the one report of the whole study
 #   logs/<rule>/...log                          one log per job;  results/benchmarks/<rule>/...tsv  run times
 import os
 
@@ -28,6 +29,7 @@ include: "rules/difficulty.smk"  # base-model samples -> pass rates -> levels (p
 include: "rules/train.smk"  # SFT and GRPO arms (paper §2.1-2.2)
 include: "rules/evaluate.smk"  # k samples per question per arm, tables (paper §2.4, Tables 1-3)
 include: "rules/judge.smk"  # optional LLM judge for answers the rules cannot extract (paper §2.4)
+include: "rules/report.smk"  # figures, Table 5 and results/figures/all.pdf (paper figures)
 
 
 localrules:

@@ -1,0 +1,421 @@
+"""The paper's figures (arXiv 2507.07562, notes/paper.md §2.8), one function per kind of figure.
+
+Each function takes pandas tables (read from CSV / parquet by the caller, see ``read_inputs``), the arms
+to show and an optional path; it draws with matplotlib's object API (no pyplot state, Agg / PDF
+canvases), writes a one-page PDF when given a path, and returns the ``Figure``. Arms that are asked
+for but have no rows are left out and named in a note at the bottom of the figure
+(gid ``absent-note``), so a study without, say, the combination arms still gets every figure.
+
+Conventions: levels L1 (easiest) .. L5 on the x axis in that order; one panel per benchmark (plus an
+average panel where the paper averages); one colour per arm across all figures; legends outside the
+data. Never imports torch.
+
+    level_gain        Fig. 1 / 6  accuracy gain over the base model by level, 95% bootstrap intervals
+    length            Fig. 2 / 8  mean response length by level (log scale)
+    accuracy_length   Fig. 3      accuracy against mean response length
+    dynamics          Fig. 4, 11, 12, 13  reward, entropy, response length, clip ratio over GRPO steps
+    easy_gap          Fig. 5      per-level accuracy gap of two arms (with - without the easiest questions)
+    words             Fig. 10     reasoning words per 1,000 responses
+    merging           Fig. 14     merged models' gain over the base model against the SFT model's weight
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from synergy.config import LEVELS
+from synergy.io import atomic_path
+
+ARM_COLOURS = {
+    "base": "#555555",
+    "sft-s1-gemini": "#6baed6", "sft-s1.1-r1": "#2171b5", "sft-eureka": "#08306b",
+    "rl": "#d62728", "rl-nokl": "#ff9896", "rl-noeasy": "#ff7f0e",
+    "twostage": "#8c564b", "interleaved": "#9467bd", "progressive": "#e377c2", "mixing": "#2ca02c",
+}
+MERGE_COLOUR = "#17becf"
+METHOD_COLOURS = {"linear": "#1f77b4", "ties": "#d62728", "slerp": "#2ca02c"}
+_MARKERS = "osD^vPX*h<>p"
+_FALLBACK = ["#bcbd22", "#7f7f7f", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d"]
+
+DYNAMICS = (("reward", "reward"), ("entropy", "entropy (nats / token)"),
+            ("response_length", "response length (tokens)"), ("clip_ratio", "clip ratio"))
+HYBRID_DYNAMICS = (("sft_loss", "SFT loss (zero-pass questions)"), ("prefix_fraction", "trace prefix share"))
+
+
+def arm_colour(arm: str) -> str:
+    """One colour per arm in every figure: fixed for the paper's arms, stable for any other name."""
+    if arm in ARM_COLOURS:
+        return ARM_COLOURS[arm]
+    if arm.startswith("merge-"):
+        return METHOD_COLOURS.get(arm.split("-")[1], MERGE_COLOUR)
+    return _FALLBACK[zlib.crc32(arm.encode()) % len(_FALLBACK)]
+
+
+def arm_marker(arm: str) -> str:
+    names = list(ARM_COLOURS)
+    i = names.index(arm) if arm in names else zlib.crc32(arm.encode())
+    return _MARKERS[i % len(_MARKERS)]
+
+
+# --------------------------------------------------------------------------- layout helpers
+
+
+def _panels(n: int, ncols: int = 3, size: tuple[float, float] = (3.7, 2.9)) -> tuple[Figure, list, object | None]:
+    """A figure with ``n`` panels on a grid; returns the spare grid cell's axes (for the legend) if any."""
+    n = max(n, 1)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(size[0] * ncols + 0.4, size[1] * nrows + 1.0), layout="constrained")
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    spare = axes[n] if len(axes) > n else None
+    for ax in axes[n + 1:]:
+        ax.remove()
+    if spare is not None:
+        spare.set_axis_off()
+    return fig, axes[:n], spare
+
+
+def _legend(fig: Figure, handles: list, spare=None, title: str | None = None) -> None:
+    """The legend in the spare grid cell, else below the panels; never on the data."""
+    if not handles:
+        return
+    labels = [h.get_label() for h in handles]
+    if spare is not None:
+        spare.legend(handles, labels, loc="center", frameon=False, title=title, fontsize=9)
+    else:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 6), frameon=False,
+                   title=title, fontsize=9)
+
+
+def _arm_handle(arm: str, line: bool = True) -> Line2D:
+    return Line2D([], [], color=arm_colour(arm), marker=arm_marker(arm), lw=1.5 if line else 0, label=arm)
+
+
+def _empty(ax, message: str) -> None:
+    ax.text(0.5, 0.5, "\n".join(textwrap.wrap(message, 40)), ha="center", va="center", transform=ax.transAxes,
+            fontsize=9, color="0.35")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _finish(fig: Figure, caption: str, absent: Sequence[str], note: str, path: str | Path | None) -> Figure:
+    """Caption on top, the absent arms / note at the bottom, then write the PDF (atomically, no timestamp)."""
+    width = fig.get_figwidth()
+    if caption:
+        fig.suptitle("\n".join(textwrap.wrap(caption, int(width * 13))), fontsize=10.5)
+    lines = []
+    if absent:
+        lines.append("Absent from this study (no data): " + ", ".join(absent))
+    if note:
+        lines.append(note)
+    if lines:
+        text = "\n".join(w for line in lines for w in textwrap.wrap(line, int(width * 15)))
+        height = (0.2 * (text.count("\n") + 1) + 0.12) / fig.get_figheight()
+        fig.get_layout_engine().set(rect=(0, height, 1, 1 - height))
+        fig.text(0.01, 0.008, text, ha="left", va="bottom", fontsize=8, color="0.3", style="italic", gid="absent-note")
+    if path is not None:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "ModDate": None})
+    return fig
+
+
+def _log_axis(axis) -> None:
+    """Log scale with plain-number labels at 1-2-5 steps and unlabelled minor ticks (fewer, readable labels)."""
+    from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _level_x(ax) -> np.ndarray:
+    x = np.arange(len(LEVELS))
+    ax.set_xticks(x, LEVELS)
+    ax.set_xlim(-0.5, len(LEVELS) - 0.5)
+    ax.set_xlabel("difficulty level (L1 easiest)")
+    return x
+
+
+def _offsets(n: int, span: float = 0.5) -> np.ndarray:
+    return np.zeros(1) if n <= 1 else np.linspace(-span / 2, span / 2, n)
+
+
+def _by_level(df: pd.DataFrame, column: str) -> np.ndarray:
+    """``column`` of one arm's rows in L1..L5 order (NaN where a level has no row or no value)."""
+    s = df.set_index("level")[column].reindex(list(LEVELS))
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+
+
+def _benches(df: pd.DataFrame, benches: Sequence[str] | None) -> list[str]:
+    have = list(dict.fromkeys(df["bench"])) if len(df) else []
+    if benches:
+        return [b for b in benches if b in have] + [b for b in have if b not in benches]
+    return have
+
+
+def _present(arms: Sequence[str], have) -> tuple[list[str], list[str]]:
+    have = set(have)
+    return [a for a in arms if a in have], [a for a in arms if a not in have]
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def level_gain(gains: pd.DataFrame, arms: Sequence[str], path: str | Path | None = None, *,
+               reference: str | None = None, benches: Sequence[str] | None = None, caption: str = "",
+               note: str = "") -> Figure:
+    """Fig. 1 / 6: gain (points) of each arm over ``reference`` per level, one panel per benchmark, with
+    the bootstrap interval (``gain``, ``ci_low``, ``ci_high`` of the level_gain table) as error bars."""
+    df = gains if reference is None else gains[gains["reference"] == reference]
+    arms = [a for a in arms if a != reference]
+    present, absent = _present(arms, df["arm"])
+    benches = _benches(df, benches)
+    fig, axes, spare = _panels(len(benches))
+    if not present:
+        _empty(axes[0], f"no per-level gains over {reference or 'the base model'} for any of: {', '.join(arms)}")
+    for ax, bench in zip(axes, benches if present else []):
+        x = _level_x(ax)
+        for off, arm in zip(_offsets(len(present)), present):
+            d = df[(df["arm"] == arm) & (df["bench"] == bench)]
+            g, lo, hi = (_by_level(d, c) for c in ("gain", "ci_low", "ci_high"))
+            yerr = np.vstack([np.clip(g - lo, 0, None), np.clip(hi - g, 0, None)])
+            ax.errorbar(x + off, g, yerr=yerr, color=arm_colour(arm), marker=arm_marker(arm), ms=4, lw=1.3,
+                        capsize=2, elinewidth=0.8, label=arm)
+        ax.axhline(0, color="0.5", lw=0.8, ls="--", zorder=0)
+        ax.set_title(bench, fontsize=10)
+        ax.set_ylabel(f"gain over {reference or 'base'} (points)")
+        ax.grid(axis="y", alpha=0.3)
+    _legend(fig, [_arm_handle(a) for a in present], spare)
+    return _finish(fig, caption, absent, note, path)
+
+
+def length_by_level(levels: pd.DataFrame, arms: Sequence[str], path: str | Path | None = None, *,
+                    benches: Sequence[str] | None = None, caption: str = "", note: str = "") -> Figure:
+    """Fig. 2 / 8: mean response length (tokens, log scale) per level, one line per arm, a panel per benchmark."""
+    present, absent = _present(arms, levels["arm"])
+    benches = _benches(levels, benches)
+    fig, axes, spare = _panels(len(benches))
+    if not present:
+        _empty(axes[0], f"no response lengths for any of: {', '.join(arms)}")
+    for ax, bench in zip(axes, benches if present else []):
+        x = _level_x(ax)
+        for arm in present:
+            d = levels[(levels["arm"] == arm) & (levels["bench"] == bench)]
+            ax.plot(x, _by_level(d, "length"), color=arm_colour(arm), marker=arm_marker(arm), ms=4, lw=1.3, label=arm)
+        ax.set_yscale("log")
+        _log_axis(ax.yaxis)
+        ax.set_title(bench, fontsize=10)
+        ax.set_ylabel("mean response length (tokens)")
+        ax.grid(axis="y", alpha=0.3)
+    _legend(fig, [_arm_handle(a) for a in present], spare)
+    return _finish(fig, caption, absent, note, path)
+
+
+def bench_scores(levels: pd.DataFrame) -> pd.DataFrame:
+    """Per (arm, bench) accuracy and length from the per-level table, weighting levels by questions, plus
+    bench ``avg`` (the mean over benchmarks, as the tables' Avg column)."""
+    d = levels[levels["questions"] > 0].copy()
+    d["acc_q"] = d["accuracy"] * d["questions"]
+    d["len_q"] = d["length"] * d["questions"]
+    g = d.groupby(["arm", "bench"], sort=False)[["acc_q", "len_q", "questions"]].sum().reset_index()
+    g["accuracy"] = g["acc_q"] / g["questions"]
+    g["length"] = g["len_q"] / g["questions"]
+    g = g[["arm", "bench", "accuracy", "length"]]
+    avg = g.groupby("arm", sort=False)[["accuracy", "length"]].mean().reset_index().assign(bench="avg")
+    return pd.concat([g, avg[["arm", "bench", "accuracy", "length"]]], ignore_index=True)
+
+
+def accuracy_vs_length(levels: pd.DataFrame, arms: Sequence[str], path: str | Path | None = None, *,
+                       benches: Sequence[str] | None = None, caption: str = "", note: str = "") -> Figure:
+    """Fig. 3: accuracy (%) against mean response length (tokens, log scale), one point per arm, a panel per
+    benchmark and one for the average over benchmarks."""
+    present, absent = _present(arms, levels["arm"])
+    scores = bench_scores(levels[levels["arm"].isin(present)]) if present else levels.iloc[0:0]
+    panels = [*_benches(scores[scores["bench"] != "avg"], benches), "avg"] if present else ["avg"]
+    fig, axes, spare = _panels(len(panels))
+    if not present:
+        _empty(axes[0], f"no accuracies for any of: {', '.join(arms)}")
+    for ax, bench in zip(axes, panels if present else []):
+        for arm in present:
+            d = scores[(scores["arm"] == arm) & (scores["bench"] == bench)]
+            ax.plot(d["length"], d["accuracy"], ls="none", color=arm_colour(arm), marker=arm_marker(arm), ms=7,
+                    label=arm)
+        ax.set_xscale("log")
+        _log_axis(ax.xaxis)
+        ax.set_title("average over benchmarks" if bench == "avg" else bench, fontsize=10)
+        ax.set_xlabel("mean response length (tokens)")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.margins(0.15)
+    _legend(fig, [_arm_handle(a, line=False) for a in present], spare)
+    return _finish(fig, caption, absent, note, path)
+
+
+def training_dynamics(logs: Mapping[str, pd.DataFrame], arms: Sequence[str], path: str | Path | None = None, *,
+                      caption: str = "", note: str = "") -> Figure:
+    """Fig. 4 / 11 / 12 / 13: GRPO metrics over training steps, one line per arm: reward, entropy, response
+    length and clip ratio, plus the hybrids' SFT loss and trace-prefix share when an arm logs them."""
+    present, absent = _present(arms, [a for a, d in logs.items() if len(d)])
+    metrics = list(DYNAMICS) + [(c, label) for c, label in HYBRID_DYNAMICS
+                                if any(c in logs[a] and logs[a][c].notna().any() for a in present)]
+    fig, axes, spare = _panels(len(metrics), ncols=2 if len(metrics) <= 4 else 3, size=(4.6, 2.9))
+    if spare is not None:
+        spare.remove()
+        spare = None
+    for ax, (col, label) in zip(axes, metrics):
+        drawn = False
+        for arm in present:
+            d = logs[arm]
+            if col in d and d[col].notna().any():
+                ax.plot(d["step"], d[col], color=arm_colour(arm), lw=1.4, label=arm)
+                drawn = True
+        if not drawn:
+            _empty(ax, f"{col} not logged" if present else "no training log of any requested arm")
+        else:
+            ax.set_xlabel("training step")
+            ax.grid(alpha=0.3)
+        ax.set_ylabel(label)
+        ax.set_title(label, fontsize=10)
+    _legend(fig, [Line2D([], [], color=arm_colour(a), lw=1.8, label=a) for a in present])
+    return _finish(fig, caption, absent, note, path)
+
+
+def easy_gap(gains: pd.DataFrame, arms: Sequence[str], path: str | Path | None = None, *,
+             benches: Sequence[str] | None = None, caption: str = "", note: str = "") -> Figure:
+    """Fig. 5: accuracy of ``arms[0]`` minus ``arms[1]`` (e.g. RL with minus without the easiest questions)
+    per level, bars with the bootstrap interval, one panel per benchmark."""
+    if len(arms) != 2:
+        raise ValueError(f"easy_gap needs two arms (with, without), got {list(arms)}")
+    with_, without = arms
+    df = gains[(gains["arm"] == with_) & (gains["reference"] == without)]
+    absent = [] if len(df) else [a for a in arms if a not in set(gains["arm"]) | set(gains["reference"])] or list(arms)
+    benches = _benches(df, benches)
+    fig, axes, spare = _panels(len(benches))
+    if spare is not None:
+        spare.remove()
+    if not len(df):
+        _empty(axes[0], f"no per-level gap of {with_} over {without}")
+    for ax, bench in zip(axes, benches):
+        x = _level_x(ax)
+        d = df[df["bench"] == bench]
+        g, lo, hi = (_by_level(d, c) for c in ("gain", "ci_low", "ci_high"))
+        yerr = np.vstack([np.clip(g - lo, 0, None), np.clip(hi - g, 0, None)])
+        ax.bar(x, np.nan_to_num(g), yerr=np.nan_to_num(yerr), color=arm_colour(with_), alpha=0.85, capsize=3,
+               error_kw={"elinewidth": 0.9})
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.set_title(bench, fontsize=10)
+        ax.set_ylabel(f"{with_} − {without} (points)")
+        ax.grid(axis="y", alpha=0.3)
+    return _finish(fig, caption, absent, note, path)
+
+
+def reasoning_words(words: pd.DataFrame, arms: Sequence[str], path: str | Path | None = None, *,
+                    caption: str = "", note: str = "") -> Figure:
+    """Fig. 10: occurrences of each reasoning word per 1,000 responses (symlog scale), bars grouped by word."""
+    present, absent = _present(arms, words["arm"])
+    vocab = list(dict.fromkeys(words["word"]))
+    fig = Figure(figsize=(max(8.0, 1.1 * len(vocab) + 3.0), 5.0), layout="constrained")
+    ax = fig.subplots()
+    if not present:
+        _empty(ax, f"no reasoning-word counts for any of: {', '.join(arms)}")
+    else:
+        x = np.arange(len(vocab))
+        width = 0.8 / len(present)
+        for i, arm in enumerate(present):
+            d = words[words["arm"] == arm].set_index("word")["per_1k"].reindex(vocab).fillna(0.0)
+            ax.bar(x + (i - (len(present) - 1) / 2) * width, d.to_numpy(), width, color=arm_colour(arm), label=arm)
+        ax.set_xticks(x, vocab)
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_ylim(0, None)
+        ax.set_xlabel("reasoning word (counted where a word starts with it, any case)")
+        ax.set_ylabel("occurrences per 1,000 responses")
+        ax.grid(axis="y", alpha=0.3)
+        responses = words.drop_duplicates("arm").set_index("arm")["responses"]
+        fig.legend([_bar_handle(a) for a in present], [f"{a} ({int(responses[a])} responses)" for a in present],
+                   loc="outside right upper", frameon=False, fontsize=9)
+    return _finish(fig, caption, absent, note, path)
+
+
+def _bar_handle(arm: str):
+    from matplotlib.patches import Patch
+
+    return Patch(color=arm_colour(arm), label=arm)
+
+
+def merging(grid: pd.DataFrame | None, path: str | Path | None = None, *, benches: Sequence[str] | None = None,
+            caption: str = "", note: str = "") -> Figure:
+    """Fig. 14: gain over the base model (points) against the SFT model's weight, one line per merge method,
+    a panel per benchmark and the average. ``grid`` is results/tables/merge_grid.csv (None: no merging)."""
+    if grid is None or not len(grid):
+        fig, axes, _ = _panels(1, size=(6.0, 3.5))
+        _empty(axes[0], "no merge grid in this study")
+        return _finish(fig, caption, [], note, path)
+    missing = sorted(set(grid.loc[grid["accuracy"].isna(), "arm"]))
+    methods = list(dict.fromkeys(grid["method"]))
+    panels = _benches(grid[grid["bench"] != "avg"], benches) + (["avg"] if (grid["bench"] == "avg").any() else [])
+    fig, axes, spare = _panels(len(panels))
+    for ax, bench in zip(axes, panels):
+        for method in methods:
+            d = grid[(grid["method"] == method) & (grid["bench"] == bench)].sort_values("sft_ratio")
+            ax.plot(d["sft_ratio"], d["gain"], marker="o", ms=4, lw=1.4, color=METHOD_COLOURS.get(method, MERGE_COLOUR),
+                    label=method)
+        ax.axhline(0, color="0.5", lw=0.8, ls="--", zorder=0)
+        ratios = sorted(set(grid["sft_ratio"]))
+        ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
+        ax.set_xlabel("SFT model's weight (0 = RL, 1 = SFT)")
+        ax.set_ylabel("gain over base (points)")
+        ax.set_title("average over benchmarks" if bench == "avg" else bench, fontsize=10)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=METHOD_COLOURS.get(m, MERGE_COLOUR), marker="o", label=m) for m in methods]
+    _legend(fig, handles, spare, title="merge method")
+    return _finish(fig, caption, missing, note, path)
+
+
+# --------------------------------------------------------------------------- file entry points
+
+
+def read_inputs(kind: str, inputs: Mapping[str, str | Sequence[str]]) -> dict:
+    """The tables a figure of ``kind`` reads, from the paths of rule make_figure's named inputs."""
+    if kind in ("level_gain", "easy_gap"):
+        return {"gains": pd.read_csv(inputs["gains"])}
+    if kind in ("length", "accuracy_length"):
+        return {"levels": pd.read_csv(inputs["levels"])}
+    if kind == "dynamics":
+        paths = inputs.get("logs") or []
+        paths = [paths] if isinstance(paths, str) else list(paths)
+        return {"logs": {Path(p).name.removesuffix(".parquet"): pd.read_parquet(p) for p in paths}}
+    if kind == "words":
+        return {"words": pd.read_csv(inputs["words"])}
+    if kind == "merging":
+        return {"grid": pd.read_csv(inputs["grid"]) if inputs.get("grid") else None}
+    raise KeyError(f"unknown figure kind {kind!r}")
+
+
+def draw(spec: Mapping, data: Mapping, path: str | Path | None = None) -> Figure:
+    """Draw the figure described by ``spec`` (synergy.report.targets.figure_spec) from ``data`` (read_inputs)."""
+    kind, arms = spec["kind"], spec.get("arms", [])
+    common = {"caption": spec.get("caption", ""), "note": spec.get("note", "")}
+    if kind == "level_gain":
+        return level_gain(data["gains"], arms, path, reference=spec.get("reference"), benches=spec.get("benches"), **common)
+    if kind == "length":
+        return length_by_level(data["levels"], arms, path, benches=spec.get("benches"), **common)
+    if kind == "accuracy_length":
+        return accuracy_vs_length(data["levels"], arms, path, benches=spec.get("benches"), **common)
+    if kind == "dynamics":
+        return training_dynamics(data["logs"], arms, path, **common)
+    if kind == "easy_gap":
+        return easy_gap(data["gains"], arms, path, benches=spec.get("benches"), **common)
+    if kind == "words":
+        return reasoning_words(data["words"], arms, path, **common)
+    if kind == "merging":
+        return merging(data["grid"], path, benches=spec.get("benches"), **common)
+    raise KeyError(f"unknown figure kind {kind!r}")

@@ -1,0 +1,314 @@
+"""Figures and the report of a study: names, captions, arms, input files and targets (paper §2–3 figures).
+
+Pure helpers of rules/report.smk (config -> paths and params), like synergy/workflow.py; never imports
+snakemake or torch. The figures follow the paper's numbering (notes/paper.md §2.8); where the paper draws
+one figure for two purposes (Fig. 1 / 6 per-level gains, Fig. 2 / 8 response lengths) we draw two, so
+that no panel carries more than about eight arms. Fig. 7 (token-level KL heat-map) and Fig. 9 (a diagram)
+are not drawn.
+
+Each figure names the arms it shows (``report.figures`` in the study config overrides the defaults
+below). An arm the study does not have is not an input; the figure draws the arms it has and names
+the absent ones, so a smaller study config (config/smoke.yaml) still gets every figure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from synergy.analysis import REASONING_WORDS
+from synergy.config import ConfigError, StudyConfig, _Section
+from synergy.workflow import EVAL_PATH, TABLE_PATH, TRAIN_LOG, arms_of_kind, table_names
+
+FIGURE_PATH = "results/figures/{figure}.pdf"
+REPORT_PATH = "results/figures/all.pdf"
+GAIN_TABLE = "level_gain"                  # per-level gains with bootstrap intervals (Fig. 1 / 5 / 6)
+WORDS_TABLE = "table5_reasoning_words"     # paper Table 5 (every arm of Fig. 10)
+REPORT_TABLES = (GAIN_TABLE, WORDS_TABLE)  # tables built by rules/report.smk (the rest: rules/evaluate.smk)
+
+SYNERGY = ("sft-eureka", "rl", "twostage", "interleaved", "progressive", "mixing", "merge-linear-0.25")
+
+
+@dataclass(frozen=True)
+class FigureDef:
+    kind: str                 # which function of synergy.report.figures draws it
+    caption: str              # one line: what the figure shows
+    arms: tuple[str, ...]     # default arms (the paper's arm names)
+
+
+FIGURES: dict[str, FigureDef] = {
+    "fig1_level_gain": FigureDef(
+        "level_gain", "Fig. 1: accuracy gain over the base model by difficulty level, SFT, RL and their combinations "
+        "(bars: 95% bootstrap intervals over questions)", SYNERGY),
+    "fig2_length": FigureDef(
+        "length", "Fig. 2: mean response length by difficulty level, base model, SFT on each long-CoT set and RL",
+        ("base", "sft-s1-gemini", "sft-s1.1-r1", "sft-eureka", "rl")),
+    "fig3_accuracy_length": FigureDef(
+        "accuracy_length", "Fig. 3: accuracy against mean response length, one point per arm, per benchmark and on average",
+        ("base", "sft-s1-gemini", "sft-s1.1-r1", "sft-eureka", "rl", "mixing")),
+    "fig4_kl_dynamics": FigureDef(
+        "dynamics", "Fig. 4: GRPO training with and without the KL loss: reward, entropy, response length, clip ratio",
+        ("rl", "rl-nokl")),
+    "fig5_easy_gap": FigureDef(
+        "easy_gap", "Fig. 5: accuracy gap of RL with minus without the easiest questions, by difficulty level "
+        "(bars: 95% bootstrap intervals)", ("rl", "rl-noeasy")),
+    "fig6_level_gain_sft_rl": FigureDef(
+        "level_gain", "Fig. 6: accuracy gain over the base model by difficulty level, every SFT and RL arm "
+        "(bars: 95% bootstrap intervals over questions)",
+        ("sft-s1-gemini", "sft-s1.1-r1", "sft-eureka", "rl", "rl-nokl", "rl-noeasy")),
+    "fig8_length_levels": FigureDef(
+        "length", "Fig. 8: mean response length by difficulty level, base model, SFT, RL and their combinations",
+        ("base", *SYNERGY)),
+    "fig10_reasoning_words": FigureDef(
+        "words", "Fig. 10: reasoning words per 1,000 responses by arm (Table 5)",
+        ("base", "sft-s1-gemini", "sft-s1.1-r1", *SYNERGY)),
+    "fig11_twostage_dynamics": FigureDef(
+        "dynamics", "Fig. 11: GRPO from the SFT model (two-stage) against GRPO from the base model", ("rl", "twostage")),
+    "fig12_interleaved_dynamics": FigureDef(
+        "dynamics", "Fig. 12: interleaved SFT & RL (SFT loss on zero-pass questions) against GRPO", ("rl", "interleaved")),
+    "fig13_progressive_dynamics": FigureDef(
+        "dynamics", "Fig. 13: progressive SFT & RL (fading trace prefix on zero-pass questions) against GRPO",
+        ("rl", "progressive")),
+    "fig14_merging": FigureDef(
+        "merging", "Fig. 14: model merging: accuracy gain over the base model against the SFT model's weight, per method",
+        ()),
+}
+
+# Tables and figures in the paper's order; tables of the study not listed here go before the appendix.
+REPORT_ORDER: tuple[tuple[str, str], ...] = (
+    ("table", "level_counts"),
+    ("figure", "fig1_level_gain"),
+    ("table", "table1_sft_data"),
+    ("figure", "fig2_length"),
+    ("figure", "fig3_accuracy_length"),
+    ("table", "table2_kl"),
+    ("figure", "fig4_kl_dynamics"),
+    ("table", "table3_easy"),
+    ("figure", "fig5_easy_gap"),
+    ("figure", "fig6_level_gain_sft_rl"),
+    ("table", WORDS_TABLE),
+    ("figure", "fig8_length_levels"),
+    ("figure", "fig10_reasoning_words"),
+    ("table", "table6_synergy"),
+    ("figure", "fig11_twostage_dynamics"),
+    ("figure", "fig12_interleaved_dynamics"),
+    ("figure", "fig13_progressive_dynamics"),
+    ("table", "table7_length"),
+    ("figure", "fig14_merging"),
+    ("table", "merge_grid"),
+)
+APPENDIX = ("level_accuracy", GAIN_TABLE)
+
+
+# --------------------------------------------------------------------------- the `report:` config section
+
+
+@dataclass(frozen=True)
+class BootstrapSettings(_Section):
+    resamples: int = 2000        # bootstrap means per interval
+    confidence: float = 0.95     # two-sided percentile interval
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class WordSettings(_Section):
+    words: tuple[str, ...] = REASONING_WORDS   # paper Table 5's five + "hmm", "verify" (Fig. 7)
+    benches: tuple[str, ...] = ()              # benchmarks counted (paper: MathVision); () = every benchmark
+
+
+@dataclass(frozen=True)
+class ReportConfig(_Section):
+    """``report:`` of a study config (optional; these defaults apply without it)."""
+
+    bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
+    reasoning_words: WordSettings = field(default_factory=WordSettings)
+    figures: Any = None          # {figure: [arms]}: overrides of FIGURES' default arms
+
+    def __post_init__(self):
+        figs = dict(self.figures or {})
+        unknown = sorted(set(figs) - set(FIGURES))
+        if unknown:
+            raise ConfigError(f"config key 'report.figures': unknown figures {unknown} (known: {list(FIGURES)})")
+        for name, arms in figs.items():
+            if FIGURES[name].kind == "easy_gap" and len(arms) != 2:
+                raise ConfigError(f"config key 'report.figures.{name}': needs exactly two arms (with, without the "
+                                  f"easiest questions), got {list(arms)}")
+        if not 0 < self.bootstrap.confidence < 1:
+            raise ConfigError(f"config key 'report.bootstrap.confidence': must be in (0, 1), got {self.bootstrap.confidence}")
+
+
+def report_config(study: StudyConfig) -> ReportConfig:
+    return ReportConfig.from_dict(study.raw.get("report") or {}, "report")
+
+
+# --------------------------------------------------------------------------- arms and inputs of each figure
+
+
+def base_arm(study: StudyConfig) -> str | None:
+    """The model gains are measured against: the study's first arm of kind base."""
+    return next(iter(arms_of_kind(study, "base")), None)
+
+
+def figure_arms(study: StudyConfig, figure: str) -> list[str]:
+    """The arms a figure asks for (config override or the paper's), whether or not the study has them."""
+    figs = report_config(study).figures or {}
+    return list(figs.get(figure, FIGURES[figure].arms))
+
+
+def present_arms(study: StudyConfig, figure: str) -> list[str]:
+    """The requested arms the study has (for dynamics: those trained by GRPO, which log its metrics)."""
+    have = set(arms_of_kind(study, "grpo")) if FIGURES[figure].kind == "dynamics" else set(study.arm_names)
+    return [a for a in figure_arms(study, figure) if a in have]
+
+
+def gain_pairs(study: StudyConfig) -> list[tuple[str, str]]:
+    """(arm, reference) pairs of the level_gain table: every arm of a gain figure against the base model,
+    and the two arms of the easy-question figure."""
+    base, pairs = base_arm(study), []
+    for name, fig in FIGURES.items():
+        arms = present_arms(study, name)
+        if fig.kind == "level_gain" and base is not None:
+            pairs += [(a, base) for a in arms if a != base]
+        elif fig.kind == "easy_gap" and len(arms) == 2:
+            pairs.append((arms[0], arms[1]))
+    return list(dict.fromkeys(pairs))
+
+
+def word_arms(study: StudyConfig) -> list[str]:
+    """Arms of Table 5: those of every words figure the study has."""
+    return list(dict.fromkeys(a for n, f in FIGURES.items() if f.kind == "words" for a in present_arms(study, n)))
+
+
+def word_benches(study: StudyConfig) -> tuple[list[str], str]:
+    """Benchmarks whose responses are counted, and a note when the configured ones are not in the study."""
+    wanted = list(report_config(study).reasoning_words.benches)
+    have = [b for b in wanted if b in study.bench_names]
+    if not wanted:
+        return study.bench_names, ""
+    if not have:
+        return study.bench_names, f"configured benchmarks {wanted} are not in this study; counted on every benchmark"
+    return have, ""
+
+
+def table_csv(name: str) -> str:
+    return TABLE_PATH.format(table=name)
+
+
+def table_md(name: str) -> str:
+    return table_csv(name)[: -len(".csv")] + ".md"
+
+
+def gain_inputs(study: StudyConfig) -> list[str]:
+    arms = list(dict.fromkeys(a for pair in gain_pairs(study) for a in pair))
+    return [EVAL_PATH.format(arm=a, bench=b) for a in arms for b in study.bench_names]
+
+
+def word_inputs(study: StudyConfig) -> list[str]:
+    benches, _ = word_benches(study)
+    return [EVAL_PATH.format(arm=a, bench=b) for a in word_arms(study) for b in benches]
+
+
+def figure_inputs(study: StudyConfig, figure: str) -> dict[str, Any]:
+    """Named input files of one figure (rule make_figure): tables, or the GRPO arms' training logs."""
+    kind = FIGURES[figure].kind
+    if kind in ("level_gain", "easy_gap"):
+        return {"gains": table_csv(GAIN_TABLE)}
+    if kind in ("length", "accuracy_length"):
+        return {"levels": table_csv("level_accuracy")}
+    if kind == "dynamics":
+        return {"logs": [TRAIN_LOG.format(arm=a) for a in present_arms(study, figure)]}
+    if kind == "words":
+        return {"words": table_csv(WORDS_TABLE)}
+    if kind == "merging":
+        return {"grid": table_csv("merge_grid")} if "merge_grid" in table_names(study) else {}
+    raise KeyError(f"figure {figure!r} has an unknown kind {kind!r}")
+
+
+def figure_spec(study: StudyConfig, figure: str) -> dict:
+    """Everything a figure function needs besides its tables (params of rule make_figure)."""
+    fig = FIGURES[figure]
+    spec = {"name": figure, "kind": fig.kind, "caption": fig.caption, "arms": figure_arms(study, figure),
+            "benches": study.bench_names, "reference": base_arm(study), "note": ""}
+    absent_kind = [a for a in figure_arms(study, figure) if a in study.arm_names and a not in present_arms(study, figure)]
+    if absent_kind:
+        spec["note"] = f"not trained by GRPO (no training dynamics): {', '.join(absent_kind)}"
+    if fig.kind == "merging" and "merge_grid" not in table_names(study):
+        spec["note"] = "this study config has no `merging:` section, so there is no merge grid"
+    return spec
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def report_tables(study: StudyConfig) -> list[str]:
+    """Every table of the study in report order (the level counts, the arm tables, the report's own)."""
+    if not study.arms:
+        return []
+    have = ["level_counts", *table_names(study), *REPORT_TABLES]
+    ordered = [n for t, n in REPORT_ORDER if t == "table" and n in have]
+    extra = [n for n in have if n not in ordered and n not in APPENDIX]
+    return ordered + extra + [n for n in APPENDIX if n in have]
+
+
+def report_items(study: StudyConfig) -> list[dict]:
+    """The report's pages after the title, in the paper's order: tables (csv + md) and figures (spec + inputs)."""
+    if not study.arms:
+        return []
+    tables = report_tables(study)
+    items = []
+    for kind, name in REPORT_ORDER:
+        if kind == "figure":
+            items.append({"type": "figure", "name": name, "spec": figure_spec(study, name),
+                          "inputs": figure_inputs(study, name)})
+        elif name in tables:
+            items.append({"type": "table", "name": name, "csv": table_csv(name), "md": table_md(name)})
+    placed = {i["name"] for i in items}
+    tail = [n for n in tables if n not in placed]
+    items += [{"type": "table", "name": n, "csv": table_csv(n), "md": table_md(n)} for n in tail]
+    return items
+
+
+def report_inputs(study: StudyConfig) -> list[str]:
+    """Every file the report reads, and the figure PDFs (so that building all.pdf builds every figure)."""
+    paths = []
+    for item in report_items(study):
+        if item["type"] == "table":
+            paths += [item["csv"], item["md"]]
+        else:
+            paths.append(FIGURE_PATH.format(figure=item["name"]))
+            for v in item["inputs"].values():
+                paths += v if isinstance(v, list) else [v]
+    return list(dict.fromkeys(paths))
+
+
+def figure_targets(study: StudyConfig) -> list[str]:
+    """The report's targets for ``final_targets``: every figure, Table 5 and results/figures/all.pdf."""
+    if not study.arms:
+        return []
+    return ([FIGURE_PATH.format(figure=f) for f in FIGURES]
+            + [table_csv(WORDS_TABLE), table_md(WORDS_TABLE), REPORT_PATH])
+
+
+def code_file(basedir: str, *parts: str) -> str:
+    """A module of the checkout as a rule input, relative to the working directory: Snakemake skips the
+    modification-time check of absolute paths into the workflow's own source tree, and a changed figure
+    module must re-run its figure rules."""
+    return os.path.relpath(os.path.join(basedir, *parts))
+
+
+def config_hash(config: Mapping) -> str:
+    """A short, stable hash of the whole study config (shown on the title page)."""
+    blob = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def title_info(study: StudyConfig, config: Mapping) -> dict:
+    """Title-page facts that come from the config (the date and code version are added when the report is built)."""
+    bm = study.base_model
+    model = bm.path if bm.source == "hf" else "tiny Qwen2.5-VL built and pretrained in the workflow"
+    return {"study": study.name, "base_model": model, "benchmarks": study.bench_names, "arms": study.arm_names,
+            "config_hash": config_hash(config)}
