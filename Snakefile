@@ -37,3 +37,8 @@ localrules:
 rule all:
     input:
         final_targets(STUDY),
+    resources:
+        **res("all"),
+
+
+check_rule_names(config, [r.name for r in workflow.rules])  # a `resources:` entry must name a rule

@@ -15,7 +15,9 @@ rule train_sft:
         prompt=config["prompt"],
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
         state_dir="results/train_state/{arm}",
-    threads: config["compute"]["threads"]
+    threads: rule_threads(config, "train_sft")
+    resources:
+        **res("train_sft"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -37,7 +39,9 @@ rule sample_train_pass_rates:
         prompt=config["prompt"],
         grading=config["grading"],
         seed=lambda wc: derived_seed(STUDY.seed, "train-pass-rates", wc.set),
-    threads: config["compute"]["threads"]
+    threads: rule_threads(config, "sample_train_pass_rates")
+    resources:
+        **res("sample_train_pass_rates"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -64,7 +68,9 @@ rule train_grpo:
         grading=config["grading"],
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
         state_dir="results/train_state/{arm}",
-    threads: config["compute"]["threads"]
+    threads: rule_threads(config, "train_grpo")
+    resources:
+        **res("train_grpo"),
     conda:
         "../envs/cpu.yaml"
     log:
