@@ -42,3 +42,8 @@ rule all:
     input:
         final_targets(STUDY),
         ["results/tables/judge_effect.csv"] if (config.get("judge") or {}).get("enabled") else [],
+    resources:
+        **res("all"),
+
+
+check_rule_names(config, [r.name for r in workflow.rules])  # a `resources:` entry must name a rule

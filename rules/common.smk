@@ -1,4 +1,5 @@
 # Validate the study config when the DAG is built; expose the typed study to the rules.
+import os
 import re
 
 from synergy.config import load_config
@@ -23,11 +24,18 @@ from synergy.workflow import (
     train_templates,
 )
 
+from synergy.resources import check_rule_names, rule_threads, snakemake_resources
+
 STUDY = load_config(config)
 
 # Jobs load models with trust_remote_code only if the study config turns it on (synergy.models.load_model);
 # set here so that every job process (also one a cluster runs, which parses this file again) inherits it.
 export_job_environment(STUDY)
+
+
+def res(rule):
+    """A rule's ``resources:`` from the study config's ``resources:`` (memory and run time grow per retry)."""
+    return snakemake_resources(config, rule, os.environ)
 
 
 wildcard_constraints:

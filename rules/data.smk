@@ -13,6 +13,9 @@ rule build_synthetic_benchmark:
     params:
         spec=lambda wc: bench_spec(STUDY, wc.bench).to_dict(),
         synthetic=config.get("synthetic"),
+    threads: rule_threads(config, "build_synthetic_benchmark", default=1)
+    resources:
+        **res("build_synthetic_benchmark"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -34,6 +37,9 @@ rule build_synthetic_train_set:
         spec=lambda wc: train_spec(STUDY, wc.set).to_dict(),
         templates=lambda wc: train_templates(STUDY, train_spec(STUDY, wc.set)),
         synthetic=config.get("synthetic"),
+    threads: rule_threads(config, "build_synthetic_train_set", default=1)
+    resources:
+        **res("build_synthetic_train_set"),
     conda:
         "../envs/cpu.yaml"
     log:

@@ -14,7 +14,9 @@ rule sample_difficulty:
         prompt=config["prompt"],
         grading=config["grading"],
         seed=lambda wc: derived_seed(STUDY.seed, "difficulty", wc.bench),
-    threads: config["compute"]["threads"]
+    threads: rule_threads(config, "sample_difficulty")
+    resources:
+        **res("sample_difficulty"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -33,6 +35,9 @@ rule assign_levels:
     params:
         num_samples=config["difficulty"]["num_samples"],
         thresholds=config["difficulty"]["thresholds"],
+    threads: rule_threads(config, "assign_levels", default=1)
+    resources:
+        **res("assign_levels"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -49,6 +54,9 @@ rule tabulate_level_counts:
         md="results/tables/level_counts.md",
     params:
         benches=STUDY.bench_names,
+    threads: rule_threads(config, "tabulate_level_counts", default=1)
+    resources:
+        **res("tabulate_level_counts"),
     conda:
         "../envs/cpu.yaml"
     log:

@@ -16,7 +16,9 @@ rule evaluate:
         grading=config["grading"],
         reasoning=lambda wc: STUDY.arm(wc.arm).eval_reasoning,
         seed=lambda wc: derived_seed(STUDY.seed, "eval", wc.arm, wc.bench),
-    threads: config["compute"]["threads"]
+    threads: rule_threads(config, "evaluate")
+    resources:
+        **res("evaluate"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -42,6 +44,9 @@ rule tabulate_arms:
         train_sets=[t.to_dict() for t in STUDY.train_sets],
         arm_specs=[a.to_dict() for a in STUDY.arms],
         merge_cells=lambda wc: merge_cells(STUDY) if wc.table == "merge_grid" else [],
+    threads: rule_threads(config, "tabulate_arms", default=1)
+    resources:
+        **res("tabulate_arms"),
     conda:
         "../envs/cpu.yaml"
     log:

@@ -15,7 +15,9 @@ if STUDY.base_model.source == "tiny":
             base_model=config["base_model"],
             image_size=config.get("synthetic", {}).get("image_size"),
             prompt=config["prompt"],
-        threads: config["compute"].get("pretrain_threads", config["compute"]["threads"])
+        threads: rule_threads(config, "build_base_model")
+        resources:
+            **res("build_base_model"),
         conda:
             "../envs/cpu.yaml"
         log:

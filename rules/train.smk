@@ -16,7 +16,9 @@ rule train_sft:
         prompt=config["prompt"],
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
         state_dir="results/train_state/{arm}",
-    threads: config["compute"]["threads"]
+    threads: rule_threads(config, "train_sft")
+    resources:
+        **res("train_sft"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -38,7 +40,9 @@ rule sample_train_pass_rates:
         prompt=config["prompt"],
         grading=config["grading"],
         seed=lambda wc: derived_seed(STUDY.seed, "train-pass-rates", wc.set),
-    threads: config["compute"]["threads"]
+    threads: rule_threads(config, "sample_train_pass_rates")
+    resources:
+        **res("sample_train_pass_rates"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -65,7 +69,9 @@ rule train_grpo:
         grading=config["grading"],
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
         state_dir="results/train_state/{arm}",
-    threads: config["compute"]["threads"]
+    threads: rule_threads(config, "train_grpo")
+    resources:
+        **res("train_grpo"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -92,7 +98,9 @@ rule build_mixing_set:
         prompt=config["prompt"],
         grading=config["grading"],
         seed=lambda wc: derived_seed(STUDY.seed, "mixing", wc.arm),
-    threads: config["compute"]["threads"]
+    threads: rule_threads(config, "build_mixing_set")
+    resources:
+        **res("build_mixing_set"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -112,6 +120,9 @@ rule merge_models:
         arm="|".join(re.escape(a) for a in arms_of_kind(STUDY, "merge")) or "^$",
     params:
         settings=lambda wc: merge_settings(STUDY, wc.arm),
+    threads: rule_threads(config, "merge_models", default=1)
+    resources:
+        **res("merge_models"),
     conda:
         "../envs/cpu.yaml"
     log:

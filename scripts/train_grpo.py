@@ -1,4 +1,5 @@
-"""Glue for rule train_grpo. Logic: synergy.train.grpo (train_grpo; drop_easy_questions §2.2; zero_pass_ids §3.1)."""
+"""Glue for rule train_grpo. Logic: synergy.train.grpo (train_grpo; drop_easy_questions §2.2; zero_pass_ids §3.1),
+one process per GPU (synergy.launch)."""
 import logging
 
 import polars as pl
@@ -6,8 +7,10 @@ import polars as pl
 from synergy.config import GRPOSettings, GradingConfig, PromptConfig
 from synergy.data.schema import validate_rows
 from synergy.io import read_rows
+from synergy.launch import run_trainer
 from synergy.logs import set_threads, setup_logging
-from synergy.train.grpo import drop_easy_questions, train_grpo, zero_pass_ids
+from synergy.resources import gpu_processes
+from synergy.train.grpo import drop_easy_questions, zero_pass_ids
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)
@@ -22,7 +25,8 @@ if cfg.drop_easy:
 zero = None
 if cfg.hybrid != "none" and cfg.zero_pass == "offline":  # paper §3.1: zero pass rate from the base model's rollouts
     zero = zero_pass_ids(pl.read_parquet(snakemake.input.base_samples), cfg.num_generations)
-train_grpo(snakemake.input.init, rows, snakemake.output.model, log_path=snakemake.output.log, zero_pass=zero,
-           state_dir=snakemake.params.state_dir, cfg=cfg, seed=snakemake.params.seed,
-           image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position,
-           grading_timeout_s=grading.timeout_s, grading_max_failure_share=grading.max_failure_share)
+run_trainer("grpo", processes=gpu_processes(snakemake.resources), threads=snakemake.threads, log_file=snakemake.log[0],
+            init_dir=snakemake.input.init, rows=rows, out_dir=snakemake.output.model, log_path=snakemake.output.log,
+            state_dir=snakemake.params.state_dir, cfg=cfg, seed=snakemake.params.seed, zero_pass=zero,
+            image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position,
+            grading_timeout_s=grading.timeout_s, grading_max_failure_share=grading.max_failure_share)

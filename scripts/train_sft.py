@@ -1,19 +1,21 @@
-"""Glue for rule train_sft. Logic: synergy.train.sft_trainer.train_sft."""
+"""Glue for rule train_sft. Logic: synergy.train.sft_trainer.train_sft, one process per GPU (synergy.launch)."""
 import logging
 
 from synergy.config import PromptConfig, SFTSettings
 from synergy.data.schema import validate_rows
 from synergy.io import read_rows
+from synergy.launch import run_trainer
 from synergy.logs import set_threads, setup_logging
 from synergy.mixing import composition_by_origin
-from synergy.train.sft_trainer import train_sft
+from synergy.resources import gpu_processes
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)
 rows = read_rows(snakemake.input.data)
-logging.info("training rows by origin: %s (%s)", composition_by_origin(rows), snakemake.input.data)
 validate_rows(rows, snakemake.input.data)  # a bad row fails here, naming the row id and the file
-train_sft(snakemake.input.init, rows, snakemake.output.model,
-          log_path=snakemake.output.log, state_dir=snakemake.params.state_dir,
-          cfg=SFTSettings.from_dict(snakemake.params.settings, f"sft ({snakemake.wildcards.arm})"),
-          image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position, seed=snakemake.params.seed)
+logging.info("training rows by origin: %s (%s)", composition_by_origin(rows), snakemake.input.data)
+run_trainer("sft", processes=gpu_processes(snakemake.resources), threads=snakemake.threads, log_file=snakemake.log[0],
+            init_dir=snakemake.input.init, rows=rows, out_dir=snakemake.output.model,
+            log_path=snakemake.output.log, state_dir=snakemake.params.state_dir,
+            cfg=SFTSettings.from_dict(snakemake.params.settings, f"sft ({snakemake.wildcards.arm})"),
+            image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position, seed=snakemake.params.seed)

@@ -188,6 +188,7 @@ class DifficultyConfig(_Section):
 @dataclass(frozen=True)
 class PromptConfig(_Section):
     image_position: str = "after_text"
+    max_pixels: int | None = None    # cap on an image's pixels, shared by training and generation (None: processor default)
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,25 @@ class EvalConfig(_Section):
 
     num_samples: int
     sampling: SamplingSettings
+    backend: str = "hf"              # hf (transformers) or vllm (GPU only)
+
+
+@dataclass(frozen=True)
+class VLLMConfig(_Section):
+    """The ``vllm`` generation backend (synergy/generate/vllm.py; GPU only)."""
+
+    tensor_parallel_size: int = 1        # GPUs one model is split over (7B: 1; a job's GPUs beyond it are unused)
+    gpu_memory_utilization: float = 0.9  # share of GPU memory vLLM may take (weights + KV cache)
+    max_model_len: int | None = None     # context length (prompt + answer); None: the model's own
+    limit_mm_per_prompt: int = 1         # images per prompt vLLM reserves memory for (MMMU has up to 7)
+
+
+@dataclass(frozen=True)
+class ShardingConfig(_Section):
+    """Questions of a benchmark split over this many jobs (one Slurm job each), then gathered; 1 = one job."""
+
+    difficulty: int = 1
+    evaluation: int = 1
 
 
 ARM_KINDS = {"base": None, "sft": SFTSettings, "grpo": GRPOSettings, "mixing": SFTSettings, "merge": None}
@@ -384,6 +404,8 @@ class StudyConfig:
     tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     mixing: MixingConfig | None = None
     merging: MergingConfig | None = None
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -638,6 +660,8 @@ def load_config(cfg: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -
         tables={t["name"]: tuple(t["arms"]) for t in (cfg.get("tables") or [])},
         mixing=MixingConfig.from_dict(cfg["mixing"], "mixing") if "mixing" in cfg else None,
         merging=MergingConfig.from_dict(cfg["merging"], "merging") if cfg.get("merging") else None,
+        vllm=VLLMConfig.from_dict(cfg.get("vllm") or {}, "vllm"),
+        sharding=ShardingConfig.from_dict(cfg.get("sharding") or {}, "sharding"),
         raw=cfg,
     )
 

@@ -297,7 +297,7 @@ def freeze_vision(model) -> int:
     visual.requires_grad_(False)
     for m in _connector_modules(model, visual):
         m.requires_grad_(False)
-    n = sum(p.numel() for p in vision_parameters(model))
+    n = sum(_numel(p) for p in vision_parameters(model))
     log.info("froze %d vision parameters (tower + merger)", n)
     return n
 
@@ -370,16 +370,34 @@ def load_model(path, device: str = "cpu", dtype: torch.dtype | None = None, trus
     model = AutoModelForImageTextToText.from_pretrained(
         str(path), dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
     )
+    _keep_used_weight_conversions(model)
     model.to(device)
     model.eval()
     processor = AutoProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     return model, processor
 
 
+def _keep_used_weight_conversions(model) -> None:
+    """Keep only the key renamings that matched the checkpoint, as a normal load does.
+
+    Under DeepSpeed ZeRO-3 transformers 5.23 loads through ``_load_state_dict_into_zero3_model``,
+    which attaches *every* renaming of the model type to ``model._weight_conversions``; reverting the
+    unused ones on ``save_pretrained`` then writes keys like ``model.model.embed_tokens.weight``.
+    """
+    conversions = getattr(model, "_weight_conversions", None)
+    if conversions:
+        model._weight_conversions = [c for c in conversions if not hasattr(c, "was_used") or c.was_used()]
+
+
+def _numel(p) -> int:
+    """Elements of a parameter; under DeepSpeed ZeRO-3 the full size (``ds_numel``), not the local shard."""
+    return int(getattr(p, "ds_numel", p.numel()))
+
+
 def count_parameters(model) -> dict:
     """Parameter counts (elements): ``total``, ``trainable`` and ``vision`` (tower + merger)."""
     return {
-        "total": sum(p.numel() for p in model.parameters()),
-        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "vision": sum(p.numel() for p in vision_parameters(model)),
+        "total": sum(_numel(p) for p in model.parameters()),
+        "trainable": sum(_numel(p) for p in model.parameters() if p.requires_grad),
+        "vision": sum(_numel(p) for p in vision_parameters(model)),
     }

@@ -149,9 +149,11 @@ def merge_settings(study: StudyConfig, arm: str) -> dict:
 
 
 def final_targets(study: StudyConfig) -> list[str]:
-    """What ``snakemake`` builds with no target: everything the study produces so far."""
+    """What ``snakemake`` builds with no target: every table, every figure and results/figures/all.pdf."""
+    from synergy.report.targets import figure_targets
+
     tables = [TABLE_PATH.format(table=t) for t in table_names(study)]
-    return level_table_paths() + tables
+    return level_table_paths() + tables + figure_targets(study)
 
 
 def job_environment(study: StudyConfig) -> dict[str, str]:

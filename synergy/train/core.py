@@ -97,7 +97,11 @@ def lr_factor(step: int, total_steps: int, cfg: OptimSettings) -> float:
 
 def build_accelerator(grad_accum: int = 1, deepspeed_stage: int | None = None, seed: int = 0,
                       max_grad_norm: float | None = None):
-    """An Accelerator: fp32 on CPU, bf16 on CUDA, DeepSpeed ZeRO ``deepspeed_stage`` when given and on GPU.
+    """An Accelerator: fp32 on CPU, bf16 on CUDA, DeepSpeed ZeRO ``deepspeed_stage`` when given.
+
+    DeepSpeed runs on GPUs, and on CPU when the processes were started by a launcher (torchrun /
+    ``accelerate launch``, i.e. ``LOCAL_RANK`` is set: tests of the multi-process path, gloo);
+    a single CPU process without a launcher trains without DeepSpeed.
 
     Schedulers are stepped by the trainers once per optimiser step (``step_scheduler_with_optimizer``
     is off): hand them to ``Checkpointer(scheduler=...)`` instead of ``prepare`` (saved as JSON, never pickled).
@@ -107,13 +111,24 @@ def build_accelerator(grad_accum: int = 1, deepspeed_stage: int | None = None, s
 
     kwargs: dict[str, Any] = {"gradient_accumulation_steps": grad_accum, "step_scheduler_with_optimizer": False}
     on_gpu = torch.cuda.is_available()
+    launched = int(os.environ.get("LOCAL_RANK", "-1")) != -1
+    use_deepspeed = deepspeed_stage is not None and (on_gpu or launched)
     kwargs["mixed_precision"] = "bf16" if on_gpu else "no"
-    if deepspeed_stage is not None and on_gpu:
+    if use_deepspeed:
         from accelerate.utils import DeepSpeedPlugin
 
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(zero_stage=deepspeed_stage, gradient_accumulation_steps=grad_accum,
                                                      gradient_clipping=max_grad_norm)
-    accelerator = Accelerator(cpu=not on_gpu, **kwargs)
+        if not on_gpu:
+            # accelerate has no CPU + DeepSpeed mode (cpu=True switches DeepSpeed off); naming the gloo backend
+            # makes it start the process group through deepspeed.comm and count the processes
+            from accelerate.utils import InitProcessGroupKwargs
+
+            kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+    elif deepspeed_stage is not None:
+        log.warning("deepspeed_stage %s ignored: one CPU process without a launcher trains without DeepSpeed",
+                    deepspeed_stage)
+    accelerator = Accelerator(cpu=not on_gpu and not use_deepspeed, **kwargs)
     set_seed(seed)
     return accelerator
 
@@ -170,6 +185,7 @@ class Checkpointer:
             shutil.rmtree(tmp, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(tmp), safe_serialization=True)
+        self.accelerator.wait_for_everyone()  # every rank has written its files (RNG, ZeRO shards) before the rename
         if self.accelerator.is_main_process:
             payload = {**trainer_state, "fingerprint": self.fingerprint}
             if self.scheduler is not None:

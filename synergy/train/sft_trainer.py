@@ -324,7 +324,9 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
     train_rows, val_rows = split_train_val(used, cfg.val_fraction, seed)
     log.info("SFT rows: %d given, %d used, %d train, %d validation", len(rows), len(used), len(train_rows), len(val_rows))
 
-    grad_accum = cfg.batch_size // cfg.micro_batch_size
+    # micro-batches per optimiser step on each process (rank r takes rows r::N of every batch)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    grad_accum = math.ceil(math.ceil(cfg.batch_size / world) / cfg.micro_batch_size)
     accelerator = build_accelerator(grad_accum=grad_accum, deepspeed_stage=cfg.deepspeed_stage, seed=seed,
                                     max_grad_norm=cfg.max_grad_norm)
     model, processor = load_model(init_dir, device="cpu", dtype=torch.float32)  # prepare() moves it
@@ -343,7 +345,9 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
                           schedule=cfg.schedule, min_lr_ratio=cfg.min_lr_ratio, max_grad_norm=cfg.max_grad_norm)
     opt, sched = build_optimizer(model, optim, total_steps)
     if _is_deepspeed(accelerator):
-        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
+        ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
+        ds_config["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
+        ds_config["train_batch_size"] = cfg.micro_batch_size * grad_accum * accelerator.num_processes
     model, opt = accelerator.prepare(model, opt)
     params = [p for p in model.parameters() if p.requires_grad]
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
