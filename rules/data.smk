@@ -60,6 +60,8 @@ rule load_benchmark:
     params:
         spec=lambda wc: bench_spec(STUDY, wc.bench).to_dict(),
         seed=lambda wc: derived_seed(STUDY.seed, "subsample", wc.bench),
+    resources:
+        **res("load_benchmark"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -80,6 +82,8 @@ rule load_train_set:
     params:
         spec=lambda wc: train_spec(STUDY, wc.set).to_dict(),
         seed=lambda wc: derived_seed(STUDY.seed, "subsample", wc.set),
+    resources:
+        **res("load_train_set"),
     conda:
         "../envs/cpu.yaml"
     log:

@@ -23,6 +23,8 @@ rule download_dataset:
     params:
         download=lambda wc: DATASET_DOWNLOADS[wc.dataset],
         repo_type="dataset",
+    resources:
+        **res("download_dataset"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -39,6 +41,8 @@ rule download_model:
     params:
         download=lambda wc: MODEL_DOWNLOADS[wc.model],
         repo_type="model",
+    resources:
+        **res("download_model"),
     conda:
         "../envs/cpu.yaml"
     log:

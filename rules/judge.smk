@@ -19,6 +19,8 @@ if (config.get("judge") or {}).get("enabled"):
             grading=config["grading"],
             seed=lambda wc: derived_seed(STUDY.seed, "judge", wc.arm, wc.bench),
         threads: config["compute"]["threads"]
+        resources:
+            **res("judge"),
         conda:
             "../envs/cpu.yaml"
         log:
@@ -34,6 +36,8 @@ if (config.get("judge") or {}).get("enabled"):
         output:
             csv="results/tables/judge_effect.csv",
             md="results/tables/judge_effect.md",
+        resources:
+            **res("tabulate_judge"),
         conda:
             "../envs/cpu.yaml"
         log:

@@ -2,6 +2,10 @@
 # model folder (paper study: Qwen2.5-VL-7B-Instruct) linked into place from resources/ or local_path.
 from synergy.data.loaders.hub import model_source_dir
 
+# Defined for one kind of base model only; a `resources:` entry may still name either (config.yaml
+# names build_base_model, and the paper study, which links a hub model, inherits it).
+BASE_MODEL_RULES = ["build_base_model", "link_base_model"]
+
 
 if STUDY.base_model.source == "tiny":
 
@@ -37,6 +41,8 @@ else:
             model=model_source_dir(config["base_model"]),
         output:
             directory("results/models/base"),
+        resources:
+            **res("link_base_model"),
         conda:
             "../envs/cpu.yaml"
         log:

@@ -44,6 +44,8 @@ rule tabulate_level_gain:
     params:
         pairs=gain_pairs(STUDY),
         bootstrap=REPORT.bootstrap.to_dict(),
+    resources:
+        **res("tabulate_level_gain"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -66,6 +68,8 @@ rule tabulate_reasoning_words:
         words=list(REPORT.reasoning_words.words),
         benches=word_benches(STUDY)[0],
         note=word_benches(STUDY)[1],
+    resources:
+        **res("tabulate_reasoning_words"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -86,6 +90,8 @@ rule make_figure:
         figure="|".join(FIGURES),
     params:
         spec=lambda wc: figure_spec(STUDY, wc.figure),
+    resources:
+        **res("make_figure"),
     conda:
         "../envs/cpu.yaml"
     log:
@@ -105,6 +111,8 @@ rule make_report:
     params:
         info=title_info(STUDY, config),
         pages=report_items(STUDY),
+    resources:
+        **res("make_report"),
     conda:
         "../envs/cpu.yaml"
     log:

@@ -609,7 +609,8 @@ def _arm_errors(cfg: Mapping, schema: Mapping | None = None) -> list[str]:
             if key in m or key != "base_arm":
                 arm = m.get(key, "base")
                 if arm not in names:
-                    errors.append(f"config key 'merging.{key}': {arm!r} is not an arm")
+                    errors.append(f"config key 'merging.{key}': {arm!r} is not an arm (a study without it sets "
+                                  "`merging: null`)")
                 elif kinds[arm] == "merge":
                     errors.append(f"config key 'merging.{key}': {arm!r} is itself a merge")
     parents = {a["name"]: arm_parents(a, cfg) for a in arms}

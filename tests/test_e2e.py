@@ -81,7 +81,8 @@ def test_every_job_has_a_log_and_a_benchmark(smoke_run):
     logs = sorted(p.parent.name for p in (wd / "logs").glob("*/*.log"))
     assert set(logs) == {"build_synthetic_benchmark", "build_synthetic_train_set", "build_base_model",
                          "sample_difficulty", "assign_levels", "tabulate_level_counts", "train_sft", "train_grpo",
-                         "sample_train_pass_rates", "tabulate_arms", "build_mixing_set", "merge_models"}
+                         "sample_train_pass_rates", "tabulate_arms", "build_mixing_set", "merge_models",
+                         "tabulate_level_gain", "tabulate_reasoning_words", "make_figure", "make_report"}
     assert len(list((wd / "logs/evaluate").glob("*/*.log"))) == len(ARMS) * len(BENCHES)
     log = (wd / "logs/build_base_model/base.log").read_text()
     assert "pretraining done" in log

@@ -26,7 +26,9 @@ def test_dry_run_of_the_whole_study_lists_every_job():
     assert counts == {"build_synthetic_benchmark": 5, "build_synthetic_train_set": 5, "build_base_model": 1,
                       "sample_difficulty": 5, "assign_levels": 1, "tabulate_level_counts": 1,
                       "train_sft": 4, "train_grpo": 6, "sample_train_pass_rates": 1, "build_mixing_set": 1,
-                      "merge_models": 9, "evaluate": 20 * 5, "tabulate_arms": 7, "all": 1}
+                      "merge_models": 9, "evaluate": 20 * 5, "tabulate_arms": 7,
+                      "tabulate_level_gain": 1, "tabulate_reasoning_words": 1, "make_figure": 12, "make_report": 1,
+                      "all": 1}
 
 
 def test_smoke_study_runs_every_rule():
@@ -34,7 +36,9 @@ def test_smoke_study_runs_every_rule():
     assert counts == {"build_synthetic_benchmark": 2, "build_synthetic_train_set": 5, "build_base_model": 1,
                       "sample_difficulty": 2, "assign_levels": 1, "tabulate_level_counts": 1,
                       "train_sft": 2, "train_grpo": 2, "sample_train_pass_rates": 2, "build_mixing_set": 1,
-                      "merge_models": 1, "evaluate": 6 * 2, "tabulate_arms": 6, "all": 1}
+                      "merge_models": 1, "evaluate": 6 * 2, "tabulate_arms": 6,
+                      "tabulate_level_gain": 1, "tabulate_reasoning_words": 1, "make_figure": 12, "make_report": 1,
+                      "all": 1}
 
 
 def test_one_table_builds_only_what_it_needs():
