@@ -59,12 +59,23 @@ def sample_and_grade(model, processor, rows: Sequence[Mapping], cfg: SamplingCon
 
 
 def sample_file(model_dir: str, bench_path: str, cfg: SamplingConfig, *, reasoning: bool, image_position: str,
-                timeout_s: float) -> pl.DataFrame:
-    """Load the HF model in ``model_dir`` and sample + grade every question of a canonical parquet file."""
+                timeout_s: float, shard: tuple[int, int] = (0, 1)) -> pl.DataFrame:
+    """Load the HF model in ``model_dir`` and sample + grade every question of a canonical parquet file.
+
+    ``shard = (index, count)``: only the questions of that shard (synergy/shards.py); (0, 1) is all of them.
+    """
     from synergy.io import read_rows
     from synergy.models import load_model
+    from synergy.shards import select_shard
 
+    all_rows = read_rows(bench_path)
+    rows = select_shard(all_rows, *shard)
+    if not rows and all_rows:
+        raise ValueError(f"shard {shard[0]} of {shard[1]} of {bench_path} holds no question: the benchmark has only "
+                         f"{len(all_rows)}; lower the config's sharding count to at most that")
+    if shard[1] > 1:
+        log.info("shard %d of %d: %d questions of %s", shard[0], shard[1], len(rows), bench_path)
     model, processor = load_model(model_dir)
     with Grader(timeout_s) as grader:
-        return sample_and_grade(model, processor, read_rows(bench_path), cfg, reasoning=reasoning,
+        return sample_and_grade(model, processor, rows, cfg, reasoning=reasoning,
                                 image_position=image_position, grader=grader, path=bench_path)
