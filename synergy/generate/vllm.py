@@ -93,8 +93,10 @@ from synergy.prompts import Prompt
 
 log = logging.getLogger("synergy.generate")
 
-INSTALL_HINT = ("install the GPU stack: `conda env create -f envs/gpu.yaml` (then `bash envs/gpu.post-deploy.sh`), "
-                "or `pip install -e '.[gpu]'` on a CUDA machine (docs/gpu.md)")
+INSTALL_HINT = ("install the GPU stack on a CUDA machine: `conda env create -f envs/gpu.yaml`, then "
+                "`bash envs/gpu.post-deploy.sh` (it runs `pip install --no-deps -e .`); the gpu extra "
+                "(`pip install -e '.[gpu]'`) names the same pins but vLLM's torch pin conflicts with the CPU "
+                "one, so it resolves only inside that env (docs/gpu.md)")
 VLLM_VERSION = "0.33.0"  # the version this module is written against (pyproject's gpu extra, envs/gpu.yaml)
 SUPPRESS_BIAS = -1.0e9  # logit bias that removes a token (vision placeholders in GRPO rollouts)
 
