@@ -160,6 +160,13 @@ def test_engine_kwargs_carry_config_and_pixel_cap():
         {"min_pixels": 3136, "max_pixels": 3136}
 
 
+def test_vllm_config_from_the_study_section():
+    assert vb.as_vllm_config(None) == VLLMConfig()
+    assert vb.as_vllm_config({"tensor_parallel_size": 2}).tensor_parallel_size == 2  # rules pass the raw section
+    with pytest.raises(ConfigError, match="vllm.tensor_paralel_size"):
+        vb.as_vllm_config({"tensor_paralel_size": 2})
+
+
 def test_pixel_bounds_of_the_tiny_processor(tiny_loaded):
     _, processor = tiny_loaded
     lo, hi = vb.pixel_bounds(processor)
@@ -269,6 +276,20 @@ def test_collect_rollouts_uses_the_given_sampler(tiny_loaded):
     assert rows[0]["response"].lstrip("\n").startswith(calls[1][0][0])
     assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.completion_mask, b.completion_mask)
     assert torch.equal(a.sft_weight, b.sft_weight) and a.texts == b.texts and a.routes == b.routes == ["prefix", "rl"]
+
+
+def test_train_grpo_with_vllm_rollouts_fails_early_without_vllm(no_vllm, tmp_path):
+    from synergy.data.suite import build_train_set
+    from synergy.train.grpo import train_grpo
+
+    rows = build_train_set("rl", 2, {"exists": 1.0}, style="none", modality="image", seed=0, image_size=56,
+                           max_objects=3, exclude=set())
+    cfg = GRPOSettings(learning_rate=1e-3, steps=1, prompts_per_step=2, mini_batch_size=1, num_generations=2,
+                       rollout_backend="vllm")
+    with pytest.raises(vb.VLLMUnavailable, match="envs/gpu.yaml"):  # before the (missing) model is loaded
+        train_grpo(tmp_path / "no-model", rows, tmp_path / "out", log_path=tmp_path / "log.parquet",
+                   state_dir=tmp_path / "state", cfg=cfg)
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------ config

@@ -100,7 +100,7 @@ INSTALL_HINT = ("install the GPU stack on a CUDA machine: `conda env create -f e
 VLLM_VERSION = "0.33.0"  # the version this module is written against (pyproject's gpu extra, envs/gpu.yaml)
 SUPPRESS_BIAS = -1.0e9  # logit bias that removes a token (vision placeholders in GRPO rollouts)
 
-__all__ = ["INSTALL_HINT", "RolloutEngine", "VLLMModel", "VLLMUnavailable", "build_requests", "completions_from_outputs",
+__all__ = ["INSTALL_HINT", "RolloutEngine", "VLLMModel", "VLLMUnavailable", "as_vllm_config", "build_requests", "completions_from_outputs",
            "engine_kwargs", "generate", "import_vllm", "load", "pixel_bounds", "request_seed", "rollout_batch",
            "sampling_params_kwargs", "stop_token_ids", "trainable_weights"]
 
@@ -198,6 +198,17 @@ def engine_kwargs(model_dir, vcfg, *, max_pixels: int | None = None, min_pixels:
     return kwargs
 
 
+def as_vllm_config(vcfg):
+    """A ``VLLMConfig`` from None (defaults), a mapping (the study config's ``vllm:`` section) or itself."""
+    from synergy.config import VLLMConfig
+
+    if vcfg is None:
+        return VLLMConfig()
+    if isinstance(vcfg, Mapping):
+        return VLLMConfig.from_dict(vcfg, "vllm")
+    return vcfg
+
+
 def stop_token_ids(model_dir, tokenizer) -> list[int]:
     """The checkpoint's stop tokens: ``generation_config.json`` ``eos_token_id`` (int or list), else the tokenizer's EOS."""
     eos = None
@@ -279,11 +290,10 @@ def load(model_dir, vcfg=None, *, max_pixels: int | None = None, trust_remote_co
     """
     from transformers import AutoProcessor
 
-    from synergy.config import VLLMConfig
     from synergy.models import trust_remote_code_default
 
     vllm = import_vllm()
-    vcfg = vcfg if vcfg is not None else VLLMConfig()
+    vcfg = as_vllm_config(vcfg)
     trust = trust_remote_code_default() if trust_remote_code is None else trust_remote_code
     processor = AutoProcessor.from_pretrained(str(model_dir), trust_remote_code=trust)
     kwargs = engine_kwargs(model_dir, vcfg, max_pixels=max_pixels, seed=seed, trust_remote_code=trust)
@@ -376,6 +386,7 @@ class RolloutEngine:
         from synergy.models import trust_remote_code_default
 
         vllm = import_vllm()
+        vcfg = as_vllm_config(vcfg)
         tp = int(vcfg.tensor_parallel_size)
         if num_processes % tp:
             raise ValueError(f"vllm.tensor_parallel_size {tp} must divide the {num_processes} training processes")

@@ -859,13 +859,10 @@ def _setup(init_dir, rows: list, cfg: GRPOSettings, *, state_dir, seed: int, ref
 
 def _rollout_engine(run: _Run, processor, init_dir, vllm_cfg):
     """The vLLM rollout engine of ``grpo.rollout_backend: vllm`` (synergy/generate/vllm.py), colocated with this process."""
-    from synergy.config import VLLMConfig
     from synergy.generate.vllm import RolloutEngine
 
     acc = run.accelerator
-    if isinstance(vllm_cfg, Mapping):
-        vllm_cfg = VLLMConfig.from_dict(vllm_cfg, "vllm")
-    return RolloutEngine(init_dir, vllm_cfg if vllm_cfg is not None else VLLMConfig(), processor,
+    return RolloutEngine(init_dir, vllm_cfg, processor,
                          stop_ids=_stop_ids(run.policy, processor), suppress_ids=_vision_token_ids(run.policy),
                          process_index=acc.process_index, local_process_index=acc.local_process_index,
                          num_processes=acc.num_processes)
@@ -931,6 +928,10 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
             raise ValueError("zero_pass: offline needs the set of zero-pass ids (zero_pass_ids of the base samples)")
         if zero_pass is not None:
             log.info("offline zero-pass: %d of %d questions", sum(r["id"] in zero_pass for r in rows), len(rows))
+    if cfg.rollout_backend == "vllm":
+        from synergy.generate.vllm import import_vllm
+
+        import_vllm()  # a missing vLLM fails here, naming the install, before any model is loaded
     columns = METRIC_COLUMNS + (HYBRID_COLUMNS if hybrid else ())
     run, processor, restored = _setup(init_dir, rows, cfg, state_dir=state_dir, seed=seed, ref_dir=ref_dir,
                                       image_position=image_position)
