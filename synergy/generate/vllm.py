@@ -100,9 +100,9 @@ INSTALL_HINT = ("install the GPU stack on a CUDA machine: `conda env create -f e
 VLLM_VERSION = "0.33.0"  # the version this module is written against (pyproject's gpu extra, envs/gpu.yaml)
 SUPPRESS_BIAS = -1.0e9  # logit bias that removes a token (vision placeholders in GRPO rollouts)
 
-__all__ = ["INSTALL_HINT", "RolloutEngine", "VLLMModel", "VLLMUnavailable", "as_vllm_config", "build_requests", "completions_from_outputs",
-           "engine_kwargs", "generate", "import_vllm", "load", "pixel_bounds", "request_seed", "rollout_batch",
-           "sampling_params_kwargs", "stop_token_ids", "trainable_weights"]
+__all__ = ["INSTALL_HINT", "RolloutEngine", "VLLMModel", "VLLMUnavailable", "as_vllm_config", "build_requests",
+           "completions_from_outputs", "engine_kwargs", "generate", "import_vllm", "load", "pixel_bounds",
+           "request_seed", "rollout_batch", "sampling_params_kwargs", "stop_token_ids", "trainable_weights"]
 
 
 class VLLMUnavailable(ImportError):

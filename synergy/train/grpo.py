@@ -976,7 +976,7 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
             old, ref, entropy = _score(run, ro, micro)
             t2 = time.monotonic()
             upd = _update(run, ro, advantages, old, ref, step + 1, micro)
-            if rollout is not None:
+            if rollout is not None and step + 1 < cfg.steps:
                 rollout.load_weights(run.policy)  # the next step samples from the updated policy
             t3 = time.monotonic()
             row = {"step": step + 1, **_rollout_metrics(run, ro, entropy, old, ref), **upd, "seconds": t3 - t0,
