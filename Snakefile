@@ -46,4 +46,4 @@ rule all:
         **res("all"),
 
 
-check_rule_names(config, [r.name for r in workflow.rules] + BASE_MODEL_RULES)  # a `resources:` entry must name a rule
+check_rule_names(config, [r.name for r in workflow.rules] + CONDITIONAL_RULES)  # a `resources:` entry must name a rule

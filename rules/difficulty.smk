@@ -8,23 +8,45 @@ rule sample_difficulty:
         bench="results/data/bench/{bench}.parquet",
         model="results/models/base",
     output:
-        "results/difficulty/{bench}.samples.parquet",
+        generation_path(STUDY, "difficulty", "output"),
+    wildcard_constraints:
+        shard=r"\d+",
     params:
         difficulty=config["difficulty"],
         prompt=config["prompt"],
         grading=config["grading"],
-        seed=lambda wc: derived_seed(STUDY.seed, "difficulty", wc.bench),
+        seed=lambda wc: generation_seed(STUDY, "difficulty", wc.bench, shard=wc.get("shard")),
+        shard=lambda wc: shard_of(STUDY, "difficulty", wc),
     threads: rule_threads(config, "sample_difficulty")
     resources:
         **res("sample_difficulty"),
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/sample_difficulty/{bench}.log",
+        generation_path(STUDY, "difficulty", "log"),
     benchmark:
-        "results/benchmarks/sample_difficulty/{bench}.tsv"
+        generation_path(STUDY, "difficulty", "benchmark")
     script:
         "../scripts/sample_difficulty.py"
+
+
+if shard_count(STUDY, "difficulty") > 1:
+
+    localrules:
+        gather_difficulty,
+
+    rule gather_difficulty:
+        input:
+            bench="results/data/bench/{bench}.parquet",
+            shards=lambda wc: shard_paths(STUDY, "difficulty", bench=wc.bench),
+        output:
+            "results/difficulty/{bench}.samples.parquet",
+        resources:
+            **res("gather_difficulty"),
+        log:
+            "logs/gather_difficulty/{bench}.log",
+        script:
+            "../scripts/gather_shards.py"
 
 
 rule assign_levels:

@@ -7,26 +7,49 @@ rule evaluate:
         bench="results/data/bench/{bench}.parquet",
         model=lambda wc: model_dir(STUDY, wc.arm),
     output:
-        "results/eval/{arm}/{bench}.parquet",
+        generation_path(STUDY, "evaluation", "output"),
     wildcard_constraints:
         arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
+        shard=r"\d+",
     params:
         evaluation=config.get("evaluation"),
         prompt=config["prompt"],
         grading=config["grading"],
         reasoning=lambda wc: STUDY.arm(wc.arm).eval_reasoning,
-        seed=lambda wc: derived_seed(STUDY.seed, "eval", wc.arm, wc.bench),
+        seed=lambda wc: generation_seed(STUDY, "evaluation", wc.arm, wc.bench, shard=wc.get("shard")),
+        shard=lambda wc: shard_of(STUDY, "evaluation", wc),
     threads: rule_threads(config, "evaluate")
     resources:
         **res("evaluate"),
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/evaluate/{arm}/{bench}.log",
+        generation_path(STUDY, "evaluation", "log"),
     benchmark:
-        "results/benchmarks/evaluate/{arm}/{bench}.tsv"
+        generation_path(STUDY, "evaluation", "benchmark")
     script:
         "../scripts/evaluate.py"
+
+
+if shard_count(STUDY, "evaluation") > 1:
+
+    localrules:
+        gather_eval,
+
+    rule gather_eval:
+        input:
+            bench="results/data/bench/{bench}.parquet",
+            shards=lambda wc: shard_paths(STUDY, "evaluation", arm=wc.arm, bench=wc.bench),
+        output:
+            "results/eval/{arm}/{bench}.parquet",
+        wildcard_constraints:
+            arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
+        resources:
+            **res("gather_eval"),
+        log:
+            "logs/gather_eval/{arm}/{bench}.log",
+        script:
+            "../scripts/gather_shards.py"
 
 
 rule tabulate_arms:

@@ -2,9 +2,9 @@
 # model folder (paper study: Qwen2.5-VL-7B-Instruct) linked into place from resources/ or local_path.
 from synergy.data.loaders.hub import model_source_dir
 
-# Defined for one kind of base model only; a `resources:` entry may still name either (config.yaml
-# names build_base_model, and the paper study, which links a hub model, inherits it).
-BASE_MODEL_RULES = ["build_base_model", "link_base_model"]
+# Rules defined only in some studies (the kind of base model, sharded generation); a `resources:` entry may
+# name any of them (config.yaml names build_base_model, and the paper study, which links a hub model, inherits it).
+CONDITIONAL_RULES = ["build_base_model", "link_base_model", "gather_difficulty", "gather_eval"]
 
 
 if STUDY.base_model.source == "tiny":

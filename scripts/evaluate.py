@@ -13,5 +13,6 @@ cfg = EvalConfig.from_dict(snakemake.params.evaluation, "evaluation")
 df = sample_file(snakemake.input.model, snakemake.input.bench,
                  SamplingConfig(n=cfg.num_samples, seed=snakemake.params.seed, **cfg.sampling.to_dict()),
                  reasoning=snakemake.params.reasoning, timeout_s=GradingConfig.from_dict(snakemake.params.grading).timeout_s,
-                 image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position)
+                 image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position,
+                 shard=tuple(snakemake.params.shard))
 write_parquet(df.with_columns(pl.lit(snakemake.wildcards.arm).alias("arm")).to_arrow(), snakemake.output[0])

@@ -11,5 +11,6 @@ cfg = DifficultyConfig.from_dict(snakemake.params.difficulty, "difficulty")
 df = sample_file(snakemake.input.model, snakemake.input.bench,
                  SamplingConfig(n=cfg.num_samples, seed=snakemake.params.seed, **cfg.sampling.to_dict()),
                  reasoning=cfg.reasoning_instruction, timeout_s=GradingConfig.from_dict(snakemake.params.grading).timeout_s,
-                 image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position)
+                 image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position,
+                 shard=tuple(snakemake.params.shard))
 write_parquet(df.to_arrow(), snakemake.output[0])

@@ -69,18 +69,27 @@ def sample_and_grade(model, processor, rows: Sequence[Mapping], cfg: SamplingCon
 
 
 def sample_file(model_dir: str, bench_path: str, cfg: SamplingConfig, *, reasoning: bool, image_position: str,
-                timeout_s: float, backend: str = "hf", vllm=None, max_pixels: int | None = None) -> pl.DataFrame:
+                timeout_s: float, shard: tuple[int, int] = (0, 1), backend: str = "hf", vllm=None,
+                max_pixels: int | None = None) -> pl.DataFrame:
     """Load the model in ``model_dir`` with ``backend`` and sample + grade every question of a canonical parquet file.
 
+    ``shard = (index, count)``: only the questions of that shard (synergy/shards.py); (0, 1) is all of them.
     ``backend``: ``hf`` (transformers ``load_model``) or ``vllm`` (a ``vllm.LLM`` built from the
     ``VLLMConfig`` ``vllm``, images capped at ``max_pixels`` = study config ``prompt.max_pixels``;
     the hf backend uses the processor's own bounds). A missing vLLM raises before anything is
     loaded, naming the install.
     """
     from synergy.io import read_rows
+    from synergy.shards import select_shard
 
     chosen = get_backend(backend)
-    rows = read_rows(bench_path)
+    all_rows = read_rows(bench_path)
+    rows = select_shard(all_rows, *shard)
+    if not rows and all_rows:
+        raise ValueError(f"shard {shard[0]} of {shard[1]} of {bench_path} holds no question: the benchmark has only "
+                         f"{len(all_rows)}; lower the config's sharding count to at most that")
+    if shard[1] > 1:
+        log.info("shard %d of %d: %d questions of %s", shard[0], shard[1], len(rows), bench_path)
     model, processor = chosen.load(model_dir, vllm=vllm, max_pixels=max_pixels)
     with Grader(timeout_s) as grader:
         return sample_and_grade(model, processor, rows, cfg, reasoning=reasoning, image_position=image_position,

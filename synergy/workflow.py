@@ -58,6 +58,54 @@ def derived_seed(seed: int, *names: str) -> int:
     return (seed * 1_000_003 + zlib.crc32("/".join(names).encode())) % (2**31 - 1)
 
 
+# Sharded generation (synergy/shards.py): the paths of one shard's job; sharding.<stage> = 1 keeps one job.
+SHARD_PATTERNS = {
+    "difficulty": {"output": "results/difficulty/shards/{bench}/{shard}.samples.parquet",
+                   "log": "logs/sample_difficulty/{bench}/{shard}.log",
+                   "benchmark": "results/benchmarks/sample_difficulty/{bench}/{shard}.tsv"},
+    "evaluation": {"output": "results/eval/shards/{arm}/{bench}/{shard}.parquet",
+                   "log": "logs/evaluate/{arm}/{bench}/{shard}.log",
+                   "benchmark": "results/benchmarks/evaluate/{arm}/{bench}/{shard}.tsv"},
+}
+UNSHARDED_PATTERNS = {
+    "difficulty": {"output": "results/difficulty/{bench}.samples.parquet",
+                   "log": "logs/sample_difficulty/{bench}.log",
+                   "benchmark": "results/benchmarks/sample_difficulty/{bench}.tsv"},
+    "evaluation": {"output": "results/eval/{arm}/{bench}.parquet",
+                   "log": "logs/evaluate/{arm}/{bench}.log",
+                   "benchmark": "results/benchmarks/evaluate/{arm}/{bench}.tsv"},
+}
+
+
+def shard_count(study: StudyConfig, stage: str) -> int:
+    """Jobs per benchmark of a generation stage (``difficulty`` or ``evaluation``) from ``sharding:``."""
+    return int(getattr(study.sharding, stage))
+
+
+def generation_path(study: StudyConfig, stage: str, kind: str) -> str:
+    """The output / log / benchmark path pattern of one generation job: per shard when the stage is sharded."""
+    return (SHARD_PATTERNS if shard_count(study, stage) > 1 else UNSHARDED_PATTERNS)[stage][kind]
+
+
+def shard_paths(study: StudyConfig, stage: str, **wildcards: str) -> list[str]:
+    """Every shard's output of one benchmark (and arm), in shard order, for the gather rule."""
+    pattern = SHARD_PATTERNS[stage]["output"]
+    return [pattern.format(shard=i, **wildcards) for i in range(shard_count(study, stage))]
+
+
+def shard_of(study: StudyConfig, stage: str, wildcards) -> list[int]:
+    """``[index, count]`` of a generation job from its wildcards (``[0, 1]`` when the stage is not sharded)."""
+    count = shard_count(study, stage)
+    return [int(wildcards.shard), count] if count > 1 else [0, 1]
+
+
+def generation_seed(study: StudyConfig, stage: str, *names: str, shard=None) -> int:
+    """The seed of one generation job; each shard of a sharded stage gets its own."""
+    count = shard_count(study, stage)
+    extra = [f"shard{int(shard)}of{count}"] if count > 1 else []
+    return derived_seed(study.seed, {"difficulty": "difficulty", "evaluation": "eval"}[stage], *names, *extra)
+
+
 def tokenizer_corpus_paths(study: StudyConfig) -> list[str]:
     """Training sets whose text the tiny tokenizer is trained on (never the benchmarks)."""
     return [TRAIN_PATH.format(set=t.name) for t in study.train_sets]
