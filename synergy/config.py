@@ -31,6 +31,14 @@ class ConfigError(ValueError):
     """A study config is invalid; the message names the key."""
 
 
+GENERATION_BACKENDS = ("hf", "vllm")  # synergy.generate.BACKENDS (not imported: this module stays torch-free)
+
+
+def _check_backend(key: str, value: str) -> None:
+    if value not in GENERATION_BACKENDS:
+        raise ConfigError(f"config key {key!r} must be one of {list(GENERATION_BACKENDS)}, got {value!r}")
+
+
 class _Section:
     """Mixin: build a frozen dataclass from a plain mapping, naming unknown or missing keys."""
 
@@ -173,9 +181,10 @@ class DifficultyConfig(_Section):
     thresholds: tuple[int, ...]
     reasoning_instruction: bool
     sampling: SamplingSettings
-    backend: str = "hf"
+    backend: str = "hf"              # hf (transformers) or vllm (GPU only; synergy.generate.get_backend)
 
     def __post_init__(self):
+        _check_backend("difficulty.backend", self.backend)
         t = self.thresholds
         if len(t) != len(LEVELS) - 1 or any(a <= b for a, b in zip(t, t[1:])):
             raise ConfigError(f"config key 'difficulty.thresholds': need {len(LEVELS) - 1} strictly decreasing "
@@ -264,8 +273,10 @@ class GRPOSettings(_Section):
     reasoning_instruction: bool = True  # "the same thinking template" (paper §2.2)
     save_every_steps: int = 10
     deepspeed_stage: int | None = None
+    rollout_backend: str = "hf"      # hf (transformers generate) or vllm (in-process vLLM refreshed each step; GPU only)
 
     def __post_init__(self):
+        _check_backend("grpo.rollout_backend", self.rollout_backend)
         if self.prompts_per_step % self.mini_batch_size:
             raise ConfigError(f"grpo prompts_per_step {self.prompts_per_step} is not a multiple of mini_batch_size "
                               f"{self.mini_batch_size}")
@@ -343,6 +354,9 @@ class EvalConfig(_Section):
     sampling: SamplingSettings
     backend: str = "hf"              # hf (transformers) or vllm (GPU only)
 
+    def __post_init__(self):
+        _check_backend("evaluation.backend", self.backend)
+
 
 @dataclass(frozen=True)
 class VLLMConfig(_Section):
@@ -352,6 +366,17 @@ class VLLMConfig(_Section):
     gpu_memory_utilization: float = 0.9  # share of GPU memory vLLM may take (weights + KV cache)
     max_model_len: int | None = None     # context length (prompt + answer); None: the model's own
     limit_mm_per_prompt: int = 1         # images per prompt vLLM reserves memory for (MMMU has up to 7)
+    rollout_gpu_memory_utilization: float = 0.3  # GRPO (grpo.rollout_backend: vllm): the colocated engine's share,
+                                                 # next to the trainer on the same GPU (TRL's colocate default)
+
+    def __post_init__(self):
+        for key in ("gpu_memory_utilization", "rollout_gpu_memory_utilization"):
+            value = getattr(self, key)
+            if not 0 < value <= 1:
+                raise ConfigError(f"config key 'vllm.{key}' must be in (0, 1], got {value}")
+        if self.tensor_parallel_size < 1 or self.limit_mm_per_prompt < 0:
+            raise ConfigError("config keys 'vllm.tensor_parallel_size' >= 1 and 'vllm.limit_mm_per_prompt' >= 0 needed, "
+                              f"got {self.tensor_parallel_size} and {self.limit_mm_per_prompt}")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,11 @@
 
 Serves difficulty estimation (base model, n = 16; paper §2.3) and evaluation (every arm, k = 4;
 paper §2.4). The raw text of every sample is kept, so re-grading never needs re-generation.
+
+The generation backend is ``difficulty.backend`` / ``evaluation.backend``: ``hf`` (transformers,
+the default) or ``vllm`` (GPU only; ``synergy.generate.vllm``), chosen through
+``synergy.generate.get_backend``. Both return the same ``Completion``s, so the graded table has
+the same schema either way.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from synergy.data.schema import validate_rows
-from synergy.generate import SamplingConfig, generate
+from synergy.generate import SamplingConfig, generate, get_backend
 from synergy.grading import Grader, grade_row
 from synergy.prompts import build_prompt
 
@@ -27,8 +32,12 @@ SAMPLE_SCHEMA = {
 
 
 def sample_and_grade(model, processor, rows: Sequence[Mapping], cfg: SamplingConfig, *, reasoning: bool,
-                     image_position: str, grader: Grader, path: str | None = None) -> pl.DataFrame:
-    """``cfg.n`` graded samples for every row, one output row per sample (see SAMPLE_SCHEMA)."""
+                     image_position: str, grader: Grader, path: str | None = None,
+                     backend: str = "hf") -> pl.DataFrame:
+    """``cfg.n`` graded samples for every row, one output row per sample (see SAMPLE_SCHEMA).
+
+    ``model``/``processor`` come from the ``backend``'s ``load`` (``get_backend(backend).load``).
+    """
     validate_rows(rows, path)  # bad rows fail here, naming the row id and the file
     prompts = [build_prompt(r, reasoning, image_position, path) for r in rows]
     start = time.monotonic()
@@ -37,7 +46,8 @@ def sample_and_grade(model, processor, rows: Sequence[Mapping], cfg: SamplingCon
         rate = done / max(time.monotonic() - start, 1e-9)
         log.info("generated %d/%d prompts (%.1f prompts/s)", done, total, rate)
 
-    completions = generate(model, processor, prompts, cfg, progress=progress)
+    sample = generate if backend == "hf" else get_backend(backend).generate
+    completions = sample(model, processor, prompts, cfg, progress=progress)
     records = []
     for row, outs in zip(rows, completions):
         for k, c in enumerate(outs):
@@ -59,15 +69,20 @@ def sample_and_grade(model, processor, rows: Sequence[Mapping], cfg: SamplingCon
 
 
 def sample_file(model_dir: str, bench_path: str, cfg: SamplingConfig, *, reasoning: bool, image_position: str,
-                timeout_s: float, shard: tuple[int, int] = (0, 1)) -> pl.DataFrame:
-    """Load the HF model in ``model_dir`` and sample + grade every question of a canonical parquet file.
+                timeout_s: float, shard: tuple[int, int] = (0, 1), backend: str = "hf", vllm=None,
+                max_pixels: int | None = None) -> pl.DataFrame:
+    """Load the model in ``model_dir`` with ``backend`` and sample + grade every question of a canonical parquet file.
 
     ``shard = (index, count)``: only the questions of that shard (synergy/shards.py); (0, 1) is all of them.
+    ``backend``: ``hf`` (transformers ``load_model``) or ``vllm`` (a ``vllm.LLM`` built from the
+    ``VLLMConfig`` ``vllm``, images capped at ``max_pixels`` = study config ``prompt.max_pixels``;
+    the hf backend uses the processor's own bounds). A missing vLLM raises before anything is
+    loaded, naming the install.
     """
     from synergy.io import read_rows
-    from synergy.models import load_model
     from synergy.shards import select_shard
 
+    chosen = get_backend(backend)
     all_rows = read_rows(bench_path)
     rows = select_shard(all_rows, *shard)
     if not rows and all_rows:
@@ -75,7 +90,7 @@ def sample_file(model_dir: str, bench_path: str, cfg: SamplingConfig, *, reasoni
                          f"{len(all_rows)}; lower the config's sharding count to at most that")
     if shard[1] > 1:
         log.info("shard %d of %d: %d questions of %s", shard[0], shard[1], len(rows), bench_path)
-    model, processor = load_model(model_dir)
+    model, processor = chosen.load(model_dir, vllm=vllm, max_pixels=max_pixels)
     with Grader(timeout_s) as grader:
-        return sample_and_grade(model, processor, rows, cfg, reasoning=reasoning,
-                                image_position=image_position, grader=grader, path=bench_path)
+        return sample_and_grade(model, processor, rows, cfg, reasoning=reasoning, image_position=image_position,
+                                grader=grader, path=bench_path, backend=chosen.name)

@@ -16,9 +16,12 @@ One training step, as verl's ``RayPPOTrainer`` with ``adv_estimator=grpo``, ``us
 
 Deviations and choices (none changes the objective unless stated):
 
-1. Rollouts come from ``synergy.generate.hf.generate`` (transformers ``generate``, CPU or GPU), not
-   from vLLM; the step's seed is a function of (run seed, step, process), so a resumed run samples
-   exactly what the uninterrupted run sampled.
+1. Rollouts come from ``synergy.generate.hf.generate`` (transformers ``generate``, CPU or GPU), or,
+   with ``rollout_backend: vllm``, from an in-process vLLM engine whose weights are refreshed from
+   the trainer after every step (``synergy.generate.vllm.RolloutEngine``; verl's hybrid engine and
+   TRL's colocate mode do the same); the step's seed is a function of (run seed, step, process), so
+   a resumed hf run samples exactly what the uninterrupted run sampled (vLLM: up to its batching
+   numerics). Either way the completion ids are kept exactly as sampled (3.).
 2. Old log-probs are recomputed by the trainer before the updates (same micro-batches as the
    updates, so the first update's ratio is exactly 1), never taken from the sampler: with two
    updates per rollout batch the second one is off-policy, and sampler/trainer numerics differ
@@ -367,7 +370,7 @@ def _trace(row: Mapping) -> str:
 
 
 def collect_rollouts(model, processor, rows: Sequence[Mapping], cfg: GRPOSettings, *, step_seed: int, grader: Grader,
-                     image_position: str, hybrid: HybridPlan | None = None) -> Rollouts:
+                     image_position: str, hybrid: HybridPlan | None = None, sampler=None) -> Rollouts:
     """Sample ``cfg.num_generations`` responses per row, grade them, and build the log-prob batch.
 
     Sampling: ``synergy.generate.hf.generate`` with ``cfg``'s temperature / top-p / top-k /
@@ -377,7 +380,9 @@ def collect_rollouts(model, processor, rows: Sequence[Mapping], cfg: GRPOSetting
     zero-pass questions are routed as ``HybridPlan`` says (prefix-guided rollouts are sampled
     with seed ``step_seed + 1``). The returned tensors are on the CPU. Raises ``RuntimeError`` if
     the recorded generate outputs cannot be matched to the prompts or disagree with
-    ``generate``'s texts, ``DataError`` if a routed question has no trace.
+    ``generate``'s texts, ``DataError`` if a routed question has no trace. ``sampler`` (e.g.
+    ``RolloutEngine.sample``, ``grpo.rollout_backend: vllm``) replaces the hf sampler: called as
+    ``sampler(processor, prompts, cfg, seed)`` it returns what ``_sample`` returns.
     """
     rows = list(rows)
     if not rows:
@@ -402,7 +407,9 @@ def collect_rollouts(model, processor, rows: Sequence[Mapping], cfg: GRPOSetting
     own: list[tuple] = []  # (sequence, grade, ended, length, text) of the policy's own unguided samples (metrics)
 
     def run(batch: list[int], seed: int, prefix: dict[int, str]) -> None:
-        s = _sample(model, processor, [variants[v] for v in batch], cfg, seed)
+        batch_prompts = [variants[v] for v in batch]
+        s = (sampler(processor, batch_prompts, cfg, seed) if sampler is not None
+             else _sample(model, processor, batch_prompts, cfg, seed))
         for k, v in enumerate(batch):
             sampled_ids[v] = s["prompt_ids"][k]
             i = v if v < P else variant_prompt[v]
@@ -850,10 +857,21 @@ def _setup(init_dir, rows: list, cfg: GRPOSettings, *, state_dir, seed: int, ref
     return run, processor, run.checkpointer.restore()
 
 
+def _rollout_engine(run: _Run, processor, init_dir, vllm_cfg):
+    """The vLLM rollout engine of ``grpo.rollout_backend: vllm`` (synergy/generate/vllm.py), colocated with this process."""
+    from synergy.generate.vllm import RolloutEngine
+
+    acc = run.accelerator
+    return RolloutEngine(init_dir, vllm_cfg, processor,
+                         stop_ids=_stop_ids(run.policy, processor), suppress_ids=_vision_token_ids(run.policy),
+                         process_index=acc.process_index, local_process_index=acc.local_process_index,
+                         num_processes=acc.num_processes)
+
+
 def train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_dir, cfg: GRPOSettings,
                image_position: str = "after_text", seed: int = 0, ref_dir=None, grading_timeout_s: float = 5.0,
                grading_max_failure_share: float = 0.5, stop_after_steps: int | None = None,
-               zero_pass: set | None = None) -> dict:
+               zero_pass: set | None = None, vllm=None) -> dict:
     """Train with GRPO (see ``_train_grpo``); rows are validated first (``DataError`` naming the row).
 
     Out of memory anywhere in the run raises ``TrainingOutOfMemory`` naming the arm (the name of
@@ -871,13 +889,13 @@ def train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_di
         return _train_grpo(init_dir, rows, out_dir, log_path=log_path, state_dir=state_dir, cfg=cfg,
                            image_position=image_position, seed=seed, ref_dir=ref_dir,
                            grading_timeout_s=grading_timeout_s, grading_max_failure_share=grading_max_failure_share,
-                           stop_after_steps=stop_after_steps, zero_pass=zero_pass)
+                           stop_after_steps=stop_after_steps, zero_pass=zero_pass, vllm=vllm)
 
 
 def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_dir, cfg: GRPOSettings,
                 image_position: str = "after_text", seed: int = 0, ref_dir=None, grading_timeout_s: float = 5.0,
                 grading_max_failure_share: float = 0.5, stop_after_steps: int | None = None,
-                zero_pass: set | None = None) -> dict:
+                zero_pass: set | None = None, vllm=None) -> dict:
     """Train the model in ``init_dir`` with GRPO on ``rows`` for ``cfg.steps`` steps; save it to ``out_dir``.
 
     Writes the per-step metrics (``METRIC_COLUMNS``) to ``log_path`` (parquet) and
@@ -893,6 +911,10 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
     Hybrid arms (``cfg.hybrid`` interleaved / progressive, paper §3.1) need every row's external
     trace (``response``); with ``cfg.zero_pass == "offline"`` ``zero_pass`` is the set of row ids
     the base model never solved (``zero_pass_ids``). Their metrics add ``HYBRID_COLUMNS``.
+
+    ``cfg.rollout_backend == "vllm"`` samples with an in-process vLLM engine built from ``init_dir``
+    with the ``VLLMConfig`` ``vllm`` (defaults when None) and refreshed with the policy's weights
+    after every step (and once after resuming).
     """
     t_start = time.monotonic()
     rows = list(rows)
@@ -906,6 +928,10 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
             raise ValueError("zero_pass: offline needs the set of zero-pass ids (zero_pass_ids of the base samples)")
         if zero_pass is not None:
             log.info("offline zero-pass: %d of %d questions", sum(r["id"] in zero_pass for r in rows), len(rows))
+    if cfg.rollout_backend == "vllm":
+        from synergy.generate.vllm import import_vllm
+
+        import_vllm()  # a missing vLLM fails here, naming the install, before any model is loaded
     columns = METRIC_COLUMNS + (HYBRID_COLUMNS if hybrid else ())
     run, processor, restored = _setup(init_dir, rows, cfg, state_dir=state_dir, seed=seed, ref_dir=ref_dir,
                                       image_position=image_position)
@@ -913,6 +939,9 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
     start = int(restored["step"]) if restored else 0
     metrics = MetricsLog(log_path, restored.get("metrics", []) if restored else [])
     P, mbs, world, rank = cfg.prompts_per_step, cfg.mini_batch_size, acc.num_processes, acc.process_index
+    rollout = _rollout_engine(run, processor, init_dir, vllm) if cfg.rollout_backend == "vllm" else None
+    if rollout is not None and start > 0:
+        rollout.load_weights(run.policy)  # the engine holds init_dir's weights; the restored policy is newer
     log.info("GRPO: %d rows, steps %d..%d, %d prompts x G=%d per step, %d updates of %d prompts, micro-batch %d "
              "sequences, lr %g, kl_coef %g, %d process(es)", len(rows), start + 1, cfg.steps, P, cfg.num_generations,
              len(run.updates), mbs, cfg.micro_batch_size, cfg.learning_rate, cfg.kl_coef, world)
@@ -935,7 +964,8 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
             with torch.no_grad(), acc.autocast():
                 ro = collect_rollouts(run.policy, processor, [rows[i] for i in mine], cfg,
                                       step_seed=step_seed(seed, step, rank), grader=grader,
-                                      image_position=image_position, hybrid=plan)
+                                      image_position=image_position, hybrid=plan,
+                                      sampler=rollout.sample if rollout is not None else None)
             n_timeouts, n_errors, n_graded = run.allsum([grader.stats[k] - before[k] for k in ("timeouts", "errors",
                                                                                                 "graded")])
             check_grading(Path(out_dir).name, step + 1, {"timeouts": int(n_timeouts), "errors": int(n_errors)},
@@ -946,6 +976,8 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
             old, ref, entropy = _score(run, ro, micro)
             t2 = time.monotonic()
             upd = _update(run, ro, advantages, old, ref, step + 1, micro)
+            if rollout is not None and step + 1 < cfg.steps:
+                rollout.load_weights(run.policy)  # the next step samples from the updated policy
             t3 = time.monotonic()
             row = {"step": step + 1, **_rollout_metrics(run, ro, entropy, old, ref), **upd, "seconds": t3 - t0,
                    "time_generate": t1 - t0, "time_logprobs": t2 - t1, "time_update": t3 - t2,
