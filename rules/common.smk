@@ -27,6 +27,7 @@ from synergy.workflow import (
     tokenizer_corpus_paths,
     train_spec,
     train_templates,
+    vllm_params,
 )
 
 from synergy.resources import check_rule_names, rule_threads, snakemake_resources

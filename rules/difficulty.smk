@@ -13,6 +13,7 @@ rule sample_difficulty:
         shard=r"\d+",
     params:
         difficulty=config["difficulty"],
+        vllm=vllm_params(STUDY, STUDY.difficulty.backend),
         prompt=config["prompt"],
         grading=config["grading"],
         seed=lambda wc: generation_seed(STUDY, "difficulty", wc.bench, shard=wc.get("shard")),

@@ -13,6 +13,7 @@ rule evaluate:
         shard=r"\d+",
     params:
         evaluation=config.get("evaluation"),
+        vllm=vllm_params(STUDY, STUDY.evaluation.backend if STUDY.evaluation else "hf"),
         prompt=config["prompt"],
         grading=config["grading"],
         reasoning=lambda wc: STUDY.arm(wc.arm).eval_reasoning,

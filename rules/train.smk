@@ -68,6 +68,7 @@ rule train_grpo:
         prompt=config["prompt"],
         grading=config["grading"],
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
+        vllm=lambda wc: vllm_params(STUDY, STUDY.arm_settings(wc.arm).rollout_backend),
         state_dir="results/train_state/{arm}",
     threads: rule_threads(config, "train_grpo")
     resources:

@@ -7,10 +7,11 @@ from synergy.sampling import sample_file
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)
+prompt = PromptConfig.from_dict(snakemake.params.prompt)
 cfg = DifficultyConfig.from_dict(snakemake.params.difficulty, "difficulty")
 df = sample_file(snakemake.input.model, snakemake.input.bench,
                  SamplingConfig(n=cfg.num_samples, seed=snakemake.params.seed, **cfg.sampling.to_dict()),
                  reasoning=cfg.reasoning_instruction, timeout_s=GradingConfig.from_dict(snakemake.params.grading).timeout_s,
-                 image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position,
-                 shard=tuple(snakemake.params.shard))
+                 image_position=prompt.image_position, shard=tuple(snakemake.params.shard),
+                 backend=cfg.backend, vllm=snakemake.params.vllm, max_pixels=prompt.max_pixels)
 write_parquet(df.to_arrow(), snakemake.output[0])

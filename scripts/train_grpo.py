@@ -29,4 +29,5 @@ run_trainer("grpo", processes=gpu_processes(snakemake.resources), threads=snakem
             init_dir=snakemake.input.init, rows=rows, out_dir=snakemake.output.model, log_path=snakemake.output.log,
             state_dir=snakemake.params.state_dir, cfg=cfg, seed=snakemake.params.seed, zero_pass=zero,
             image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position,
-            grading_timeout_s=grading.timeout_s, grading_max_failure_share=grading.max_failure_share)
+            grading_timeout_s=grading.timeout_s, grading_max_failure_share=grading.max_failure_share,
+            vllm=snakemake.params.vllm)

@@ -196,6 +196,12 @@ def merge_settings(study: StudyConfig, arm: str) -> dict:
             "scale": m.ties.scale, "dot_threshold": m.slerp.dot_threshold}
 
 
+def vllm_params(study: StudyConfig, backend: str) -> dict:
+    """The ``vllm:`` section for a job whose generation backend is ``backend`` ({} for hf, so that a change of the
+    vLLM settings never re-runs the jobs that do not use it)."""
+    return dict(study.raw.get("vllm") or {}) if backend == "vllm" else {}
+
+
 def final_targets(study: StudyConfig) -> list[str]:
     """What ``snakemake`` builds with no target: every table, every figure and results/figures/all.pdf."""
     from synergy.report.targets import figure_targets

@@ -12,7 +12,7 @@ import yaml
 from safetensors.torch import save_file
 
 from fixtures import hf_datasets as F
-from synergy.config import ConfigError, load_config
+from synergy.config import ConfigError, load_config, load_config_file
 from synergy.data.loaders import benchmarks, load_set, train_sets
 from synergy.data.loaders.hub import dataset_downloads, link_model_dir, model_downloads, slug
 from synergy.data.loaders.registry import LOADERS
@@ -235,7 +235,8 @@ def test_whole_paper_dag_fetches_every_dataset_and_the_model(tmp_path):
                                             "link_base_model")}
     assert data_part == {"download_dataset": 8, "download_model": 2, "load_benchmark": 5, "load_train_set": 4,
                          "link_base_model": 1}  # models: Qwen2.5-VL-7B and the 32B judge
-    assert counts["judge"] == counts["evaluate"] and counts["tabulate_judge"] == 1
+    # one judge job per (arm, benchmark): it reads the gathered evaluation, whatever the sharding
+    assert counts["judge"] == counts["gather_eval"] == counts["evaluate"] // 4 and counts["tabulate_judge"] == 1
 
 
 def tag_all_benchmarks(paths: dict[str, Path]) -> dict[str, dict]:
@@ -275,3 +276,31 @@ def test_load_rules_write_every_paper_set_and_the_paper_level_table(tmp_path):
     assert counts.filter(pl.col("bench") == "all")["total"].item() == 16
     levels = pl.read_parquet(tmp_path / "results/difficulty/levels.parquet")
     assert set(levels["level_source"]) == {"paper"} and levels["passes"].null_count() == 16
+
+
+def test_paper_dag_job_counts_match_the_study(tmp_path):
+    """Issue 7: 5 benchmarks, every arm of Tables 1-3 and 6, the 3 x 5 merge grid; counts derived from the study."""
+    study = load_config_file(ROOT / "config/config.yaml", ROOT / "config/paper.yaml")
+    counts = dry_run(tmp_path, "--configfile", str(ROOT / "config/paper.yaml"))
+    benches = 5
+    assert len(study.benchmarks) == benches
+    tables = {t["name"]: t["arms"] for t in PAPER["tables"]}
+    table_arms = {a for name in ("table1_sft_data", "table2_kl", "table3_easy", "table6_synergy")
+                  for a in tables[name]}
+    assert {"base", "sft-s1-gemini", "sft-s1.1-r1", "sft-eureka", "rl", "rl-nokl", "rl-noeasy", "twostage",
+            "interleaved", "progressive", "mixing", "merge-linear-0.25"} == table_arms
+    # the grid: 3 methods x 5 ratios; ratios 0 and 1 are the RL and SFT arms themselves (endpoints: parents)
+    merges = [a for a in study.arm_names if a.startswith("merge-")]
+    assert list(study.merging.methods) == ["linear", "ties", "slerp"] and len(study.merging.ratios) == 5
+    assert len(merges) == 3 * 3
+    arms = len(study.arm_names)
+    assert arms == 11 + 9
+    kinds = [study.arm(a).kind for a in study.arm_names]
+    assert counts["train_sft"] == kinds.count("sft") + kinds.count("mixing") == 4
+    assert counts["train_grpo"] == kinds.count("grpo") == 6
+    assert counts["merge_models"] == 9 and counts["build_mixing_set"] == 1
+    assert counts["gather_eval"] == arms * benches
+    assert counts["evaluate"] == arms * benches * study.sharding.evaluation
+    assert counts["sample_difficulty"] == benches * study.sharding.difficulty
+    assert counts["gather_difficulty"] == benches and counts["assign_levels"] == 1
+    assert counts["tabulate_arms"] == len(PAPER["tables"]) + 2  # + level_accuracy and merge_grid
