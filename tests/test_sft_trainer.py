@@ -171,6 +171,9 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_model_dir, tmp_path, m
 
 def test_accumulation_does_not_reweight_tokens(tiny_model_dir, tmp_path):
     """One step of batch 2 gives the same update in one micro-batch or two (token mean over the batch)."""
+    if torch.cuda.is_available():  # seen on an H200: max |dw| 2e-3 = 2 lr, i.e. sign flips of near-zero gradients
+        pytest.skip("an fp32 identity: on a GPU the trainer autocasts to bf16 and Adam's first step turns bf16 "
+                    "rounding of tiny gradients into +-lr; the CPU run checks it")
     rows = make_rows(2)
     rows[1] = {**rows[1], "response": rows[1]["response"] + " So the answer is " + rows[1]["answer"] + "."}
     one = run(tiny_model_dir, rows, tmp_path, "one", settings(epochs=1, micro_batch_size=2, val_fraction=0.0))
