@@ -29,9 +29,12 @@ class Backend:
 
 
 def _load_hf(model_dir, *, vllm=None, max_pixels=None):
+    """The transformers model on the job's GPU when it has one (bf16), else on the CPU (fp32)."""
+    import torch
+
     from synergy.models import load_model
 
-    return load_model(model_dir)
+    return load_model(model_dir, device="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _load_vllm(model_dir, *, vllm=None, max_pixels=None):
