@@ -5,6 +5,7 @@ import re
 from synergy.config import load_config
 from synergy.workflow import (
     arms_of_kind,
+    conda_env,
     bench_spec,
     derived_seed,
     eval_paths,

@@ -22,7 +22,7 @@ rule sample_difficulty:
     resources:
         **res("sample_difficulty"),
     conda:
-        "../envs/cpu.yaml"
+        conda_env(STUDY.difficulty.backend)
     log:
         generation_path(STUDY, "difficulty", "log"),
     benchmark:

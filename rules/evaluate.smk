@@ -23,7 +23,7 @@ rule evaluate:
     resources:
         **res("evaluate"),
     conda:
-        "../envs/cpu.yaml"
+        conda_env(STUDY.evaluation.backend if STUDY.evaluation else "hf")
     log:
         generation_path(STUDY, "evaluation", "log"),
     benchmark:

@@ -74,7 +74,7 @@ rule train_grpo:
     resources:
         **res("train_grpo"),
     conda:
-        "../envs/cpu.yaml"
+        lambda wc: conda_env(STUDY.arm_settings(wc.arm).rollout_backend)
     log:
         "logs/train_grpo/{arm}.log",
     benchmark:

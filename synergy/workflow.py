@@ -202,6 +202,12 @@ def vllm_params(study: StudyConfig, backend: str) -> dict:
     return dict(study.raw.get("vllm") or {}) if backend == "vllm" else {}
 
 
+def conda_env(backend: str) -> str:
+    """The conda env file (relative to rules/) of a job: envs/gpu.yaml (vLLM's torch) for the vllm backend, else
+    envs/cpu.yaml (also right for GPU training: PyPI's torch wheel runs on CUDA). Used with ``--sdm conda``."""
+    return "../envs/gpu.yaml" if backend == "vllm" else "../envs/cpu.yaml"
+
+
 def final_targets(study: StudyConfig) -> list[str]:
     """What ``snakemake`` builds with no target: every table, every figure and results/figures/all.pdf."""
     from synergy.report.targets import figure_targets

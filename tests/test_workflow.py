@@ -91,3 +91,15 @@ def test_train_templates_all_means_every_benchmark_template():
 def test_final_targets_include_the_level_table():
     study = load_config_file(ROOT / "config/config.yaml")
     assert "results/tables/level_counts.csv" in final_targets(study)
+
+
+def test_vllm_jobs_get_the_gpu_env_and_the_vllm_settings_only_they_use():
+    from synergy.workflow import conda_env, vllm_params
+
+    paper = load_config_file(ROOT / "config/config.yaml", ROOT / "config/paper.yaml")
+    embedded = load_config_file(ROOT / "config/config.yaml")
+    assert conda_env(paper.evaluation.backend) == "../envs/gpu.yaml"
+    assert conda_env(embedded.evaluation.backend) == "../envs/cpu.yaml"
+    assert (ROOT / "rules" / conda_env("vllm")).resolve() == ROOT / "envs/gpu.yaml"
+    assert vllm_params(paper, "vllm")["limit_mm_per_prompt"] == 7
+    assert vllm_params(embedded, "hf") == {}  # a vLLM setting never re-runs an hf job
