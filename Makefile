@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 	$(PY) -c "import torch, torchvision, transformers, synergy" && touch $@
 
-study: setup          ## the embedded study on this machine (CPU): every table that exists so far
+study: setup          ## the embedded study on this machine (CPU): every table, figure and results/figures/all.pdf
 	$(SMK) --profile profiles/local
 
 smoke: setup          ## the same DAG on the smoke config (minutes)
