@@ -249,11 +249,14 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float, dot_threshold: float = 0.9
     return (wa * a.double() + wb * b.double()).to(a.dtype), False
 
 
-def trim_threshold(magnitudes: torch.Tensor, density: float) -> float:
+def trim_threshold(magnitudes: torch.Tensor, density: float, *, in_place: bool = False) -> float:
     """The magnitude at or above which an entry survives TIES' trimming: the ``k``-th largest, ``k = round(density * n)``.
 
     Entries tied with the threshold all survive (so slightly more than ``k`` may be kept); ``inf``
     when ``k`` is 0 (nothing survives), 0 when ``density`` is 1 (everything survives).
+    ``in_place``: ``magnitudes`` is scratch (a contiguous CPU float tensor) and may be reordered: the
+    selection then needs no copy (numpy's in-place partition; ``torch.kthvalue`` copies the input and
+    allocates int64 indices, several times the tensor's size). Same value either way: exact selection.
     """
     n = magnitudes.numel()
     if density >= 1.0 or n == 0:
@@ -261,6 +264,10 @@ def trim_threshold(magnitudes: torch.Tensor, density: float) -> float:
     k = int(round(density * n))
     if k <= 0:
         return math.inf
+    if in_place and magnitudes.is_contiguous() and magnitudes.device.type == "cpu":
+        a = magnitudes.reshape(-1).numpy()
+        a.partition(n - k)
+        return float(a[n - k])
     return float(torch.kthvalue(magnitudes.reshape(-1), n - k + 1).values)
 
 
@@ -494,7 +501,7 @@ def _merge_one(key: str, reader: SafetensorsReader, sft: "_Checkpoint", base: "_
             row = math.prod(shape[1:])
             for lo, hi in ranges:
                 mags[lo * row: hi * row] = (get(lo, hi).float() - Z(lo, hi)).abs_().reshape(-1)
-            thresholds.append(trim_threshold(mags, settings.density))
+            thresholds.append(trim_threshold(mags, settings.density, in_place=True))
             del mags
         for lo, hi in ranges:
             out = ties(Z(lo, hi), [A(lo, hi).float(), B(lo, hi).float()], [1.0 - t, t], settings.density,

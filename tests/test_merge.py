@@ -263,3 +263,16 @@ def test_trim_threshold_keeps_the_top_share():
     assert trim_threshold(mags, 0.4) == 2.0        # keep the top 2 of 5: 4 and 2
     assert trim_threshold(mags, 1.0) == 0.0
     assert trim_threshold(mags, 0.05) == math.inf  # round(0.25) = 0 entries survive
+
+
+@pytest.mark.parametrize("density", [0.0, 0.1, 0.5, 0.77, 1.0])
+def test_in_place_threshold_is_the_exact_kth_value(density):
+    from synergy.merge import trim_threshold
+
+    g = torch.Generator().manual_seed(7)
+    mags = torch.randn(10_001, generator=g).abs()
+    mags[::97] = mags[5]  # ties at many values
+    expected = trim_threshold(mags.clone(), density)
+    scratch = mags.clone()
+    assert trim_threshold(scratch, density, in_place=True) == expected
+    assert sorted(scratch.tolist()) == sorted(mags.tolist())  # reordered, nothing lost
