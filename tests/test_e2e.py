@@ -1,16 +1,13 @@
 """End-to-end tier: the smoke study through every rule with the real CLI, in a scratch directory."""
 import subprocess
-import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
 
+import slurmci
 from synergy.data.suite import question_keys
 from synergy.io import read_rows
 
-ROOT = Path(__file__).resolve().parent.parent
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 TARGET = "results/tables/level_counts.csv"
 ARMS = ["base", "sft-eureka", "rl-noeasy", "progressive", "mixing", "merge-ties-0.5"]  # config/smoke.yaml
 BENCHES = ["synth-count", "synth-compare"]
@@ -18,12 +15,11 @@ BENCHES = ["synth-count", "synth-compare"]
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("smoke")
-    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--profile", str(ROOT / "profiles/local"),
-           "--configfile", str(ROOT / "config/smoke.yaml")]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-5000:]
-    return wd, cmd
+    """The session's one smoke run (tests/slurmci.py): through the real Slurm test cluster with
+    profiles/slurm-local when it is up or SYNERGY_SLURM_CI=1 (CI), else locally with profiles/local.
+    tests/test_slurm.py checks that same run's Slurm jobs with sacct."""
+    run = slurmci.smoke_run(tmp_path_factory)
+    return run.wd, run.cmd
 
 
 pytestmark = pytest.mark.slow

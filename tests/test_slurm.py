@@ -1,0 +1,234 @@
+"""The workflow on a real Slurm cluster (issue 6, parts 6-7; docs/slurm.md): the single-node test cluster
+of .ci/slurm-up.sh with real sbatch, sacct and scancel, nothing mocked.
+
+* The smoke study (config/smoke.yaml) through ``--profile profiles/slurm-local``: every non-local rule
+  ran as one Slurm job per Snakemake job (counted against the DAG), all COMPLETED, with account ``ci``;
+  the GPU rule (config/smoke.yaml gives ``train_sft`` one GPU) ran on partition ``gpu`` and was granted
+  ``gres/gpu`` (fake GPUs: torch finds no CUDA and trains on the CPU), the others on ``cpu`` without it.
+  The run is the session's one smoke run (tests/slurmci.py), whose outputs tests/test_e2e.py checks.
+* Preemption: a training job cancelled mid-run with ``scancel`` and resubmitted by a second Snakemake
+  run resumes from its last saved state and ends with the model of an uninterrupted run.
+
+CI (``.ci/run``) sets SYNERGY_SLURM_CI=1: these tests then fail, not skip, without the cluster. Elsewhere
+they skip unless it is up (``sudo bash .ci/slurm-up.sh``).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from slurmci import ROOT, SNAKEMAKE, job_env, job_stats, local_jobs, require_cluster, rule_of, sacct_jobs, smoke_run
+
+pytestmark = pytest.mark.slow
+
+GPU_RULES = {"train_sft"}  # config/smoke.yaml: resources.train_sft.gpus = 1
+
+
+@pytest.fixture(scope="module")
+def slurm_smoke(tmp_path_factory):
+    require_cluster()
+    run = smoke_run(tmp_path_factory)
+    assert run.slurm, "the smoke run went through profiles/local although the Slurm test cluster is up"
+    return run
+
+
+def test_smoke_study_outputs_are_complete(slurm_smoke):
+    wd = slurm_smoke.wd
+    for rel in ["results/figures/all.pdf", "results/tables/level_counts.csv", "results/tables/table6_synergy.csv",
+                "results/models/merge-ties-0.5/model.safetensors", "results/models/sft-eureka/model.safetensors"]:
+        assert (wd / rel).is_file(), rel
+    dry = subprocess.run([*slurm_smoke.cmd, "-n"], capture_output=True, text=True, env=job_env())
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, dry.stderr[-3000:]
+
+
+def test_every_rule_ran_as_one_slurm_job_per_snakemake_job(slurm_smoke):
+    log = slurm_smoke.stderr
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    dag = job_stats(log)                       # every job of the DAG, local ones included
+    local = local_jobs(log)
+    remote = dag - local
+    assert set(local) <= set(dag) and all(local[r] == dag[r] for r in local), (local, dag)  # a rule is local or not
+    assert {"build_base_model", "sample_difficulty", "evaluate", "train_sft", "train_grpo"} <= set(remote)
+    jobs = sacct_jobs(slurm_smoke.wd, slurm_smoke.started)
+    assert jobs, "sacct shows no job of the smoke run"
+    assert {j["JobName"] for j in jobs} == {run_id}
+    assert Counter(rule_of(j["Comment"]) for j in jobs) == remote
+    assert len(jobs) == sum(remote.values()) == len({j["JobIDRaw"] for j in jobs})
+    not_done = [(j["JobIDRaw"], j["Comment"], j["State"]) for j in jobs if j["State"] != "COMPLETED"]
+    assert not not_done
+    assert {j["Account"] for j in jobs} == {"ci"}
+    print(f"\n{len(jobs)} Slurm jobs for {sum(dag.values())} Snakemake jobs ({sum(local.values())} local): "
+          f"{dict(remote)}")
+
+
+def test_gpu_rules_were_granted_gres_gpu_on_the_gpu_partition(slurm_smoke):
+    jobs = sacct_jobs(slurm_smoke.wd, slurm_smoke.started)
+    gpu = [j for j in jobs if rule_of(j["Comment"]) in GPU_RULES]
+    cpu = [j for j in jobs if rule_of(j["Comment"]) not in GPU_RULES]
+    assert len(gpu) == 2 and cpu  # sft-eureka and the mixing arm
+    for j in gpu:
+        assert "gres/gpu=1" in j["AllocTRES"].split(","), j
+        assert j["Partition"] == "gpu", j
+    for j in cpu:
+        assert "gres/gpu" not in j["AllocTRES"], j
+        assert j["Partition"] == "cpu", j
+
+
+# ------------------------------------------------------------------------------------------ preemption
+
+ARM = "sft-long"
+MODEL = f"results/models/{ARM}"
+TRAIN_LOG = f"results/train_logs/{ARM}.parquet"
+STATE = f"results/train_state/{ARM}"
+CANCEL_AT_STEP = 3
+# A very small study (merged over config/config.yaml): one SFT arm of 61 rows in batches of 4, 16 steps
+# per epoch, 3 epochs = 48 steps with a full training state saved after every step; the arm asks
+# for one (fake) GPU so the cancelled job is a GPU job.
+PREEMPT_STUDY = {
+    "study": {"name": "preemption"},
+    "compute": {"threads": 1},
+    "benchmarks": [{"name": "synth-mixed", "loader": "synthetic", "num_questions": 8,
+                    "templates": {"count_all": 1, "exists": 1, "more_colour": 1}}],
+    "train_sets": [{"name": "pretrain", "loader": "synthetic", "num_questions": 64, "style": "short",
+                    "modality": "image", "reasoning_share": 0.5, "templates": "all"}],
+    "base_model": {
+        "tiny": {"vocab_size": 384, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
+                 "intermediate_size": 64, "vision_depth": 1, "vision_hidden_size": 32, "vision_heads": 2,
+                 "vision_intermediate_size": 64},
+        "pretrain": {"curriculum_templates": ["count_all"], "curriculum_steps": 2, "steps": 6, "batch_size": 4,
+                     "warmup_steps": 1},
+    },
+    "difficulty": {"num_samples": 4, "thresholds": [4, 3, 2, 1], "sampling": {"max_new_tokens": 12}},
+    "sft": {"epochs": 3, "batch_size": 4, "micro_batch_size": 4, "save_every_steps": 1},
+    "evaluation": {"num_samples": 2, "sampling": {"max_new_tokens": 16}},
+    "arms": [{"name": "base", "kind": "base"}, {"name": ARM, "kind": "sft", "train_set": "pretrain"}],
+    "tables": [],
+    "merging": None,
+    "resources": {"default": {"mem_mb": 2000, "runtime": 15}, "train_sft": {"gpus": 1, "cpus_per_gpu": 1}},
+}
+
+
+def _cmd(wd: Path, config: Path, *args: str) -> list[str]:
+    # targets and options before --configfile (it takes several values)
+    return [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), *args,
+            "--configfile", str(ROOT / "config/config.yaml"), str(config)]
+
+
+def _slurm(wd: Path, config: Path, *args: str) -> list[str]:
+    # --retries 0: the cancelled job fails this run instead of being resubmitted by it
+    return _cmd(wd, config, "--profile", str(ROOT / "profiles/slurm-local"), "--retries", "0", *args)
+
+
+def _state_steps(wd: Path) -> list[int]:
+    state = wd / STATE
+    if not state.is_dir():
+        return []
+    return sorted(int(p.name.split("-")[1]) for p in state.glob("step-*") if (p / "trainer_state.json").is_file())
+
+
+def _running_train_job(wd: Path) -> str | None:
+    """Slurm id of the running train_sft job of ``wd`` (squeue), or None."""
+    out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k|%Z"], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        jid, comment, workdir = line.split("|", 2)
+        if comment.startswith("rule_train_sft") and Path(workdir).resolve() == wd.resolve():
+            return jid
+    return None
+
+
+@pytest.fixture(scope="module")
+def preempted(tmp_path_factory):
+    require_cluster()
+    root = tmp_path_factory.mktemp("preempt")
+    config = root / "study.yaml"
+    config.write_text(yaml.safe_dump(PREEMPT_STUDY))
+    a, b = root / "a", root / "b"
+    started = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
+    t0 = time.monotonic()
+    # the arm's inputs (data, base model) locally: only the training job goes through Slurm
+    prep = subprocess.run(_cmd(a, config, "--cores", "2", "results/models/base", "results/data/train/pretrain.parquet"),
+                          capture_output=True, text=True, env=job_env(), timeout=600)
+    assert prep.returncode == 0, prep.stderr[-5000:]
+    shutil.copytree(a, b, symlinks=True)  # b: the same inputs, trained uninterrupted for reference
+    t1 = time.monotonic()
+    ref = subprocess.Popen(_cmd(b, config, "--cores", "1", MODEL), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, env=job_env())
+    first = subprocess.Popen(_slurm(a, config, MODEL), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=job_env())
+    job, seen = None, []
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and first.poll() is None:
+            job = job or _running_train_job(a)
+            seen = _state_steps(a)
+            if job and seen and seen[-1] >= CANCEL_AT_STEP:
+                break
+            time.sleep(0.05)
+        assert first.poll() is None and job, \
+            f"training ended before it could be cancelled (job {job}, states {seen}): {first.communicate()[1][-4000:]}"
+        cancel = subprocess.run(["scancel", job], capture_output=True, text=True)
+        assert cancel.returncode == 0, cancel.stderr
+        t_cancel = time.monotonic()
+        _, first_err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    t2 = time.monotonic()
+    seen_after = _state_steps(a)
+    rerun = subprocess.run(_slurm(a, config, MODEL), capture_output=True, text=True, env=job_env(), timeout=600)
+    t3 = time.monotonic()
+    _, ref_err = ref.communicate(timeout=600)
+    assert ref.returncode == 0, ref_err[-4000:]
+    times = {"prep_s": t1 - t0, "until_cancel_s": t_cancel - t1, "first_run_exit_s": t2 - t_cancel,
+             "rerun_s": t3 - t2, "total_s": time.monotonic() - t0}
+    print("\npreemption test: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
+    return {"a": a, "b": b, "config": config, "job": job, "seen_before_cancel": seen, "seen_after_cancel": seen_after,
+            "first_rc": first.returncode, "first_err": first_err, "rerun": rerun, "started": started, "times": times}
+
+
+def test_cancelled_job_failed_the_first_run(preempted):
+    assert preempted["first_rc"] != 0
+    assert "CANCELLED" in preempted["first_err"], preempted["first_err"][-4000:]
+    assert not (preempted["a"] / MODEL).exists()
+    # the saved states survive the cancellation; none is newer than training could have reached
+    assert preempted["seen_after_cancel"][-1] >= preempted["seen_before_cancel"][-1] >= CANCEL_AT_STEP
+
+
+def test_sacct_shows_the_cancelled_job_and_the_resubmitted_one(preempted):
+    rerun = preempted["rerun"]
+    assert rerun.returncode == 0, rerun.stderr[-5000:]
+    jobs = sacct_jobs(preempted["a"], preempted["started"])
+    train = [j for j in jobs if j["Comment"].startswith("rule_train_sft")]
+    assert [j["JobIDRaw"] for j in train][0] == preempted["job"]
+    assert [j["State"].split()[0] for j in train] == ["CANCELLED", "COMPLETED"], train
+    assert all("gres/gpu=1" in j["AllocTRES"] and j["Partition"] == "gpu" for j in train), train
+    assert len(jobs) == 2  # only training went through Slurm
+
+
+def test_resubmitted_job_resumed_from_the_last_saved_state(preempted):
+    a, b = preempted["a"], preempted["b"]
+    assert preempted["rerun"].returncode == 0, preempted["rerun"].stderr[-5000:]
+    log = (a / f"logs/train_sft/{ARM}.log").read_text()
+    m = re.search(r"resumed from \S+step-(\d+) \(step (\d+)\)", log)
+    assert m, log[-3000:]
+    resumed = int(m.group(2))
+    assert resumed == preempted["seen_after_cancel"][-1] >= CANCEL_AT_STEP, (resumed, preempted["seen_after_cancel"])
+    assert resumed < 48
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(a / MODEL / "model.safetensors"), load_file(b / MODEL / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-5
+    la, lb = pl.read_parquet(a / TRAIN_LOG), pl.read_parquet(b / TRAIN_LOG)
+    assert la["step"].to_list() == lb["step"].to_list()
+    assert la.filter(pl.col("step") > 0)["step"].max() == 48
+    assert la["loss"].to_list() == pytest.approx(lb["loss"].to_list(), abs=1e-5, nan_ok=True)
+    assert not (a / STATE).exists()  # removed once the model is written
