@@ -183,6 +183,8 @@ def preempted(tmp_path_factory):
             first.kill()
     t2 = time.monotonic()
     seen_after = _state_steps(a)
+    model_after = sorted(str(p.relative_to(a)) for p in (a / MODEL).rglob("*")) if (a / MODEL).exists() else None
+    log_after = (a / TRAIN_LOG).exists()
     rerun = subprocess.run(_slurm(a, config, MODEL), capture_output=True, text=True, env=job_env(), timeout=600)
     t3 = time.monotonic()
     _, ref_err = ref.communicate(timeout=600)
@@ -191,13 +193,17 @@ def preempted(tmp_path_factory):
              "rerun_s": t3 - t2, "total_s": time.monotonic() - t0}
     print("\npreemption test: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
     return {"a": a, "b": b, "config": config, "job": job, "seen_before_cancel": seen, "seen_after_cancel": seen_after,
+            "model_after_cancel": model_after, "train_log_after_cancel": log_after,
             "first_rc": first.returncode, "first_err": first_err, "rerun": rerun, "started": started, "times": times}
 
 
 def test_cancelled_job_failed_the_first_run(preempted):
     assert preempted["first_rc"] != 0
     assert "CANCELLED" in preempted["first_err"], preempted["first_err"][-4000:]
-    assert not (preempted["a"] / MODEL).exists()
+    # nothing that looks like a finished arm (the job's output folder may exist, empty of a model)
+    assert not any(p.endswith("model.safetensors") for p in preempted["model_after_cancel"] or []), \
+        preempted["model_after_cancel"]
+    assert not preempted["train_log_after_cancel"]
     # the saved states survive the cancellation; none is newer than training could have reached
     assert preempted["seen_after_cancel"][-1] >= preempted["seen_before_cancel"][-1] >= CANCEL_AT_STEP
 
