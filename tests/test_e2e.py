@@ -151,3 +151,28 @@ def test_combination_tables_and_artifacts(smoke_run):
     prog = pl.read_parquet(wd / "results/train_logs/progressive.parquet")
     assert {"sft_questions", "sft_tokens", "sft_loss", "prefix_fraction"} <= set(prog.columns)
     assert prog["prefix_fraction"].to_list() == [1.0, 0.0]
+
+
+def test_changing_figure_code_reruns_only_the_report(smoke_run):
+    """Issue 5: a change of the drawing code re-runs the figure and report rules, never training or evaluation.
+
+    The change is real (a line appended, then removed): Snakemake 9 compares an input newer than its
+    outputs by checksum, so touching the file alone re-runs nothing, as it should.
+    """
+    import os
+    import re
+    from pathlib import Path
+
+    wd, cmd = smoke_run
+    code = Path(__file__).resolve().parent.parent / "synergy/report/figures.py"
+    text, st = code.read_text(), code.stat()
+    try:
+        code.write_text(text + "\n# a style change\n")
+        out = subprocess.run([*cmd, "-n", "--quiet", "rules"], capture_output=True, text=True)
+    finally:
+        code.write_text(text)
+        os.utime(code, (st.st_atime, st.st_mtime))
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M) if k != "total"}
+    assert counts.get("make_figure") == 12 and counts.get("make_report") == 1, counts
+    assert set(counts) <= {"make_figure", "make_report", "all"}, counts
