@@ -167,3 +167,13 @@ def test_dry_run_of_the_report_plans_only_light_local_jobs_on_top_of_the_tables(
     counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M)}
     assert counts["make_figure"] == len(T.FIGURES) and counts["make_report"] == 1
     assert counts["tabulate_level_gain"] == 1 and counts["tabulate_reasoning_words"] == 1
+
+
+def test_markdown_prints_merge_ratios_exactly_and_rounds_measurements():
+    import polars as pl
+
+    from synergy.report.tables import to_markdown
+
+    md = to_markdown(pl.DataFrame({"sft_ratio": [0.25, 0.75, 1.0], "accuracy": [31.26, 12.74, 20.0]}))
+    rows = md.splitlines()[2:]
+    assert rows == ["| 0.25 | 31.3 |", "| 0.75 | 12.7 |", "| 1 | 20.0 |"]

@@ -9,18 +9,22 @@ import polars as pl
 from synergy.io import write_text
 
 
+# Columns that hold settings, not measurements: printed exactly (an SFT ratio of 0.25 is not "0.2").
+EXACT_COLUMNS = frozenset({"sft_ratio"})
+
+
 def to_markdown(df: pl.DataFrame, float_digits: int = 1) -> str:
-    """A GitHub-flavoured Markdown table (floats rounded to ``float_digits``)."""
-    def fmt(v):
+    """A GitHub-flavoured Markdown table (measured floats rounded to ``float_digits``; ``EXACT_COLUMNS`` as given)."""
+    def fmt(v, column):
         if v is None:
             return ""
         if isinstance(v, float):
-            return f"{v:.{float_digits}f}"
+            return f"{v:g}" if column in EXACT_COLUMNS else f"{v:.{float_digits}f}"
         return str(v)
 
     head = "| " + " | ".join(df.columns) + " |"
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows()]
+    body = ["| " + " | ".join(fmt(v, c) for v, c in zip(row, df.columns)) + " |" for row in df.iter_rows()]
     return "\n".join([head, sep, *body]) + "\n"
 
 
