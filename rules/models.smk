@@ -2,10 +2,6 @@
 # model folder (paper study: Qwen2.5-VL-7B-Instruct) linked into place from resources/ or local_path.
 from synergy.data.loaders.hub import model_source_dir
 
-# Rules defined only in some studies (the kind of base model, sharded generation); a `resources:` entry may
-# name any of them (config.yaml names build_base_model, and the paper study, which links a hub model, inherits it).
-CONDITIONAL_RULES = ["build_base_model", "link_base_model", "gather_difficulty", "gather_eval"]
-
 
 if STUDY.base_model.source == "tiny":
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from tiny_study import tiny_study
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -40,28 +41,12 @@ TRAIN_LOG = f"results/train_logs/{ARM}.parquet"
 STATE = f"results/train_state/{ARM}"
 
 # A study small enough for two fresh runs in about a minute each on 2 cores (merged over config/config.yaml).
-TINY_STUDY = {
-    "study": {"name": "reliability"},
-    "compute": {"threads": 1},
-    "benchmarks": [{"name": BENCH, "loader": "synthetic", "num_questions": 8,
-                    "templates": {"count_all": 1, "exists": 1, "more_colour": 1}}],
-    "train_sets": [{"name": "pretrain", "loader": "synthetic", "num_questions": 64, "style": "short",
-                    "modality": "image", "reasoning_share": 0.5, "templates": "all"}],
-    "base_model": {
-        "tiny": {"vocab_size": 384, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
-                 "intermediate_size": 64, "vision_depth": 1, "vision_hidden_size": 32, "vision_heads": 2,
-                 "vision_intermediate_size": 64},
-        "pretrain": {"curriculum_templates": ["count_all"], "curriculum_steps": 2, "steps": 6, "batch_size": 4,
-                     "warmup_steps": 1},
-    },
-    "difficulty": {"num_samples": 4, "thresholds": [4, 3, 2, 1], "sampling": {"max_new_tokens": 12}},
+TINY_STUDY = tiny_study(
+    "reliability", bench=BENCH,
     # 61 training rows (3 held out) in batches of 4: 16 steps per epoch, 32 steps, a full state after every step
-    "sft": {"epochs": 2, "batch_size": 4, "micro_batch_size": 4, "save_every_steps": 1},
-    "evaluation": {"num_samples": 2, "sampling": {"max_new_tokens": 16}},
-    "arms": [{"name": "base", "kind": "base"}, {"name": ARM, "kind": "sft", "train_set": "pretrain"}],
-    "tables": [],
-    "merging": None,  # config.yaml's merge grid names arms this study leaves out
-}
+    sft={"epochs": 2, "batch_size": 4, "micro_batch_size": 4, "save_every_steps": 1},
+    arms=[{"name": "base", "kind": "base"}, {"name": ARM, "kind": "sft", "train_set": "pretrain"}],
+)
 
 pytestmark = pytest.mark.slow
 

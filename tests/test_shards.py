@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from tiny_study import tiny_study
 
 from synergy.config import load_config_file
 from synergy.shards import ShardError, gather, select_shard, shard_bounds
@@ -94,26 +95,9 @@ def test_a_sharded_study_runs_one_job_per_shard_and_gathers(tmp_path):
 
 
 # A study small enough to run for real in about a minute (merged over config/config.yaml).
-TINY = {
-    "study": {"name": "shards"},
-    "benchmarks": [{"name": "synth-mixed", "loader": "synthetic", "num_questions": 7,
-                    "templates": {"count_all": 1, "exists": 1}}],
-    "train_sets": [{"name": "pretrain", "loader": "synthetic", "num_questions": 32, "style": "short",
-                    "modality": "image", "reasoning_share": 0.5, "templates": "all"}],
-    "base_model": {
-        "tiny": {"vocab_size": 384, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
-                 "intermediate_size": 64, "vision_depth": 1, "vision_hidden_size": 32, "vision_heads": 2,
-                 "vision_intermediate_size": 64},
-        "pretrain": {"curriculum_templates": ["count_all"], "curriculum_steps": 1, "steps": 2, "batch_size": 4,
-                     "warmup_steps": 1},
-    },
-    "difficulty": {"num_samples": 4, "thresholds": [4, 3, 2, 1], "sampling": {"max_new_tokens": 8}},
-    "evaluation": {"num_samples": 2, "sampling": {"max_new_tokens": 8}},
-    "arms": [{"name": "base", "kind": "base"}],
-    "tables": [],
-    "merging": None,
-    "sharding": {"difficulty": 3, "evaluation": 2},
-}
+TINY = tiny_study("shards", questions=7, templates={"count_all": 1, "exists": 1}, pretrain_rows=32,
+                  pretrain_steps=2, curriculum_steps=1, max_new_tokens=(8, 8),
+                  sharding={"difficulty": 3, "evaluation": 2})
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from tiny_study import tiny_study
 
 from slurmci import ROOT, SNAKEMAKE, job_env, job_stats, local_jobs, require_cluster, rule_of, sacct_jobs, smoke_run
 
@@ -92,28 +93,12 @@ CANCEL_AT_STEP = 3
 # A very small study (merged over config/config.yaml): one SFT arm of 61 rows in batches of 4, 16 steps
 # per epoch, 3 epochs = 48 steps with a full training state saved after every step; the arm asks
 # for one (fake) GPU so the cancelled job is a GPU job.
-PREEMPT_STUDY = {
-    "study": {"name": "preemption"},
-    "compute": {"threads": 1},
-    "benchmarks": [{"name": "synth-mixed", "loader": "synthetic", "num_questions": 8,
-                    "templates": {"count_all": 1, "exists": 1, "more_colour": 1}}],
-    "train_sets": [{"name": "pretrain", "loader": "synthetic", "num_questions": 64, "style": "short",
-                    "modality": "image", "reasoning_share": 0.5, "templates": "all"}],
-    "base_model": {
-        "tiny": {"vocab_size": 384, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
-                 "intermediate_size": 64, "vision_depth": 1, "vision_hidden_size": 32, "vision_heads": 2,
-                 "vision_intermediate_size": 64},
-        "pretrain": {"curriculum_templates": ["count_all"], "curriculum_steps": 2, "steps": 6, "batch_size": 4,
-                     "warmup_steps": 1},
-    },
-    "difficulty": {"num_samples": 4, "thresholds": [4, 3, 2, 1], "sampling": {"max_new_tokens": 12}},
-    "sft": {"epochs": 3, "batch_size": 4, "micro_batch_size": 4, "save_every_steps": 1},
-    "evaluation": {"num_samples": 2, "sampling": {"max_new_tokens": 16}},
-    "arms": [{"name": "base", "kind": "base"}, {"name": ARM, "kind": "sft", "train_set": "pretrain"}],
-    "tables": [],
-    "merging": None,
-    "resources": {"default": {"mem_mb": 2000, "runtime": 15}, "train_sft": {"gpus": 1, "cpus_per_gpu": 1}},
-}
+PREEMPT_STUDY = tiny_study(
+    "preemption",
+    sft={"epochs": 3, "batch_size": 4, "micro_batch_size": 4, "save_every_steps": 1},
+    arms=[{"name": "base", "kind": "base"}, {"name": ARM, "kind": "sft", "train_set": "pretrain"}],
+    resources={"default": {"mem_mb": 2000, "runtime": 15}, "train_sft": {"gpus": 1, "cpus_per_gpu": 1}},
+)
 
 
 def _cmd(wd: Path, config: Path, *args: str) -> list[str]:

@@ -1,0 +1,36 @@
+"""The smallest study the real workflow runs in about a minute (merged over config/config.yaml by Snakemake):
+one synthetic benchmark, a short-answer set that pretrains a 1-layer tiny Qwen2.5-VL, difficulty and
+evaluation with few short samples. Used by the tests that run Snakemake for real on a fresh directory."""
+from __future__ import annotations
+
+import copy
+
+TINY_ARCHITECTURE = {"vocab_size": 384, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
+                     "intermediate_size": 64, "vision_depth": 1, "vision_hidden_size": 32, "vision_heads": 2,
+                     "vision_intermediate_size": 64}
+
+
+def tiny_study(name: str, *, bench: str = "synth-mixed", questions: int = 8, templates: dict | None = None,
+               pretrain_rows: int = 64, pretrain_steps: int = 6, curriculum_steps: int = 2,
+               max_new_tokens: tuple[int, int] = (12, 16), **sections) -> dict:
+    """The study config as a mapping; ``sections`` add or replace top-level sections (``sft``, ``arms``, ...)."""
+    study = {
+        "study": {"name": name},
+        "compute": {"threads": 1},
+        "benchmarks": [{"name": bench, "loader": "synthetic", "num_questions": questions,
+                        "templates": templates or {"count_all": 1, "exists": 1, "more_colour": 1}}],
+        "train_sets": [{"name": "pretrain", "loader": "synthetic", "num_questions": pretrain_rows, "style": "short",
+                        "modality": "image", "reasoning_share": 0.5, "templates": "all"}],
+        "base_model": {
+            "tiny": copy.deepcopy(TINY_ARCHITECTURE),
+            "pretrain": {"curriculum_templates": ["count_all"], "curriculum_steps": curriculum_steps,
+                         "steps": pretrain_steps, "batch_size": 4, "warmup_steps": 1},
+        },
+        "difficulty": {"num_samples": 4, "thresholds": [4, 3, 2, 1], "sampling": {"max_new_tokens": max_new_tokens[0]}},
+        "evaluation": {"num_samples": 2, "sampling": {"max_new_tokens": max_new_tokens[1]}},
+        "arms": [{"name": "base", "kind": "base"}],
+        "tables": [],
+        "merging": None,  # config.yaml's merge grid names arms this study leaves out
+    }
+    study.update(sections)
+    return study
