@@ -1,8 +1,9 @@
-"""The ``hf`` rollout backend: batched sampling with transformers ``generate`` (CPU or GPU).
+"""The ``hf`` rollout backend: batched sampling with transformers models (CPU or GPU).
 
 Prompts are sorted by (estimated) prompt length, cut into batches of at most
-``max_batch_sequences`` sequences (prompts x samples), and each batch is one ``model.generate``
-call with ``num_return_sequences``; results come back in the input order. Every call is seeded
+``max_batch_sequences`` sequences (prompts x samples), and each batch is one call of
+``synergy.generate.decode.decode`` (transformers' ``generate`` contract; for Qwen2-VL / Qwen2.5-VL
+its own loop that drops finished sequences, else ``model.generate``) with ``num_return_sequences``; results come back in the input order. Every call is seeded
 with a seed derived from ``cfg.seed`` and the batch index, inside ``torch.random.fork_rng`` so the
 caller's RNG state is untouched: the same prompts, model and config give the same completions.
 
@@ -19,9 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
+from synergy.generate.decode import decode
 from synergy.prompts import Prompt
 
 log = logging.getLogger("synergy.generate")
@@ -160,6 +163,9 @@ def generate(
     results: list[list[Completion]] = [[] for _ in prompts]
     plan = _plan(len(prompts), cfg)
     tokenizer = processor.tokenizer
+    # a wrapper (GRPO's recorder) brings its own call; otherwise synergy's loop (decode.py), which falls back
+    # to model.generate for models it does not know
+    run = getattr(model, "synergy_generate", None) or partial(decode, model)
     for b, (start, count, k) in enumerate(plan):
         idx = order[start : start + count]
         batch = [prompts[i] for i in idx]
@@ -170,7 +176,7 @@ def generate(
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(batch_seed(cfg.seed, b))
-            out = model.generate(
+            out = run(
                 **enc,
                 **sampling,
                 num_return_sequences=k,

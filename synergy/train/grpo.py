@@ -82,6 +82,7 @@ from torch import Tensor
 from synergy.config import GRPOSettings
 from synergy.data.schema import DataError, validate_rows
 from synergy.generate.hf import SamplingConfig, encode_prompts, generate, prompt_texts
+from synergy.generate.decode import decode
 from synergy.grading import Grader, grade_row, reward
 from synergy.models import freeze_vision, load_model, save_model
 from synergy.prompts import Prompt, build_prompt
@@ -197,7 +198,7 @@ class HybridPlan:
 
 
 class _RecordingModel:
-    """Wraps a model for ``generate``: records every call's inputs and output ids, suppresses tokens.
+    """Wraps a model for ``generate`` (its ``synergy_generate`` hook): records every call's inputs and output ids, suppresses tokens.
 
     Every other attribute is the wrapped model's (``device``, ``generation_config``, ...).
     """
@@ -210,11 +211,12 @@ class _RecordingModel:
     def __getattr__(self, name):
         return getattr(self._model, name)
 
-    def generate(self, **kwargs):
+    def synergy_generate(self, **kwargs):
+        """What ``synergy.generate.hf.generate`` calls for each batch: ``decode`` on the wrapped model, recorded."""
         if self._suppress:
             existing = kwargs.get("suppress_tokens") or getattr(self._model.generation_config, "suppress_tokens", None)
             kwargs["suppress_tokens"] = sorted(set(self._suppress) | set(existing or ()))
-        out = self._model.generate(**kwargs)
+        out = decode(self._model, **kwargs)
         ids = out.sequences if hasattr(out, "sequences") else out
         self.calls.append({
             "input_ids": kwargs["input_ids"].detach().cpu(),
