@@ -3,11 +3,12 @@
 
 
 rule evaluate:
+    # one job per (arm, benchmark[, shard]), or per arm over every benchmark (evaluation.per_job: arm)
     input:
-        bench="results/data/bench/{bench}.parquet",
+        bench=lambda wc: eval_bench_inputs(STUDY, wc),
         model=lambda wc: model_dir(STUDY, wc.arm),
     output:
-        generation_path(STUDY, "evaluation", "output"),
+        eval_job_outputs(STUDY),
     wildcard_constraints:
         arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
         shard=r"\d+",
@@ -17,7 +18,7 @@ rule evaluate:
         prompt=config["prompt"],
         grading=config["grading"],
         reasoning=lambda wc: STUDY.arm(wc.arm).eval_reasoning,
-        seed=lambda wc: generation_seed(STUDY, "evaluation", wc.arm, wc.bench, shard=wc.get("shard")),
+        seed=lambda wc: eval_seeds(STUDY, wc),
         shard=lambda wc: shard_of(STUDY, "evaluation", wc),
     threads: rule_threads(config, "evaluate")
     resources:
@@ -25,9 +26,9 @@ rule evaluate:
     conda:
         conda_env(STUDY.evaluation.backend if STUDY.evaluation else "hf")
     log:
-        generation_path(STUDY, "evaluation", "log"),
+        eval_job_path(STUDY, "log"),
     benchmark:
-        generation_path(STUDY, "evaluation", "benchmark")
+        eval_job_path(STUDY, "benchmark")
     script:
         "../scripts/evaluate.py"
 

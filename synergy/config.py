@@ -353,9 +353,13 @@ class EvalConfig(_Section):
     num_samples: int
     sampling: SamplingSettings
     backend: str = "hf"              # hf (transformers) or vllm (GPU only)
+    per_job: str = "benchmark"       # one job per (arm, benchmark), or per arm for all benchmarks (saves the
+                                     # ~5-8 s of imports and model loading of each job: the embedded study)
 
     def __post_init__(self):
         _check_backend("evaluation.backend", self.backend)
+        if self.per_job not in ("benchmark", "arm"):
+            raise ConfigError(f"config key 'evaluation.per_job' must be benchmark or arm, got {self.per_job!r}")
 
 
 @dataclass(frozen=True)
@@ -504,6 +508,9 @@ def _semantic_errors(cfg: Mapping) -> list[str]:
     from synergy.data.synthetic import TEMPLATES
 
     errors = []
+    if (cfg.get("evaluation") or {}).get("per_job") == "arm" and (cfg.get("sharding") or {}).get("evaluation", 1) > 1:
+        errors.append("config keys 'evaluation.per_job: arm' and 'sharding.evaluation' > 1 exclude each other: one job "
+                      "per arm evaluates every benchmark whole; use per_job: benchmark to shard")
     for section in ("benchmarks", "train_sets"):
         names = [s["name"] for s in cfg.get(section, [])]
         dupes = sorted({n for n in names if names.count(n) > 1})

@@ -41,6 +41,7 @@ def sample_and_grade(model, processor, rows: Sequence[Mapping], cfg: SamplingCon
     validate_rows(rows, path)  # bad rows fail here, naming the row id and the file
     prompts = [build_prompt(r, reasoning, image_position, path) for r in rows]
     start = time.monotonic()
+    before = dict(grader.stats)  # a grader shared by several files (sample_files) logs this file's counts
 
     def progress(done: int, total: int) -> None:
         rate = done / max(time.monotonic() - start, 1e-9)
@@ -58,7 +59,7 @@ def sample_and_grade(model, processor, rows: Sequence[Mapping], cfg: SamplingCon
     df = pl.DataFrame(records, schema=SAMPLE_SCHEMA)
     log.info("%d samples in %.1f s: accuracy %.3f, format %.3f, truncated %d, grader %s", df.height,
              time.monotonic() - start, df["correct"].mean(), df["format_ok"].mean(), int(df["truncated"].sum()),
-             grader.stats)
+             {k: v - before.get(k, 0) for k, v in grader.stats.items()})
     failed = {s: int((df["status"] == s).sum()) for s in ("timeout", "error")}
     if any(failed.values()):
         log.warning("%d of %d samples%s could not be graded (%d timeouts, %d errors): they count as wrong and keep "
@@ -79,18 +80,40 @@ def sample_file(model_dir: str, bench_path: str, cfg: SamplingConfig, *, reasoni
     the hf backend uses the processor's own bounds). A missing vLLM raises before anything is
     loaded, naming the install.
     """
+    return sample_files(model_dir, [bench_path], [cfg], reasoning=reasoning, image_position=image_position,
+                        timeout_s=timeout_s, shard=shard, backend=backend, vllm=vllm, max_pixels=max_pixels)[0]
+
+
+def sample_files(model_dir: str, bench_paths: Sequence[str], cfgs: Sequence[SamplingConfig], *, reasoning: bool,
+                 image_position: str, timeout_s: float, shard: tuple[int, int] = (0, 1), backend: str = "hf",
+                 vllm=None, max_pixels: int | None = None) -> list[pl.DataFrame]:
+    """``sample_file`` for several benchmark files, each with its own ``SamplingConfig`` (seed), loading the model once.
+
+    Each file's table equals what ``sample_file`` gives for it alone (evaluation.per_job: arm runs one job per arm).
+    """
     from synergy.io import read_rows
     from synergy.shards import select_shard
 
+    if len(bench_paths) != len(cfgs):
+        raise ValueError(f"{len(bench_paths)} benchmark files but {len(cfgs)} sampling configs")
     chosen = get_backend(backend)
-    all_rows = read_rows(bench_path)
-    rows = select_shard(all_rows, *shard)
-    if not rows and all_rows:
-        raise ValueError(f"shard {shard[0]} of {shard[1]} of {bench_path} holds no question: the benchmark has only "
-                         f"{len(all_rows)}; lower the config's sharding count to at most that")
-    if shard[1] > 1:
-        log.info("shard %d of %d: %d questions of %s", shard[0], shard[1], len(rows), bench_path)
+    selected = []
+    for bench_path in bench_paths:
+        all_rows = read_rows(bench_path)
+        rows = select_shard(all_rows, *shard)
+        if not rows and all_rows:
+            raise ValueError(f"shard {shard[0]} of {shard[1]} of {bench_path} holds no question: the benchmark has only "
+                             f"{len(all_rows)}; lower the config's sharding count to at most that")
+        if shard[1] > 1:
+            log.info("shard %d of %d: %d questions of %s", shard[0], shard[1], len(rows), bench_path)
+        selected.append(rows)
     model, processor = chosen.load(model_dir, vllm=vllm, max_pixels=max_pixels)
+    out = []
     with Grader(timeout_s) as grader:
-        return sample_and_grade(model, processor, rows, cfg, reasoning=reasoning, image_position=image_position,
-                                grader=grader, path=bench_path, backend=chosen.name)
+        for bench_path, rows, cfg in zip(bench_paths, selected, cfgs):
+            if len(bench_paths) > 1:
+                log.info("benchmark %s: %d questions", bench_path, len(rows))
+            out.append(sample_and_grade(model, processor, rows, cfg, reasoning=reasoning,
+                                        image_position=image_position, grader=grader, path=bench_path,
+                                        backend=chosen.name))
+    return out

@@ -77,6 +77,39 @@ UNSHARDED_PATTERNS = {
 }
 
 
+# evaluation.per_job: arm -- one job per arm writes every benchmark's UNSHARDED output
+EVAL_PER_ARM_PATTERNS = {"log": "logs/evaluate/{arm}.log", "benchmark": "results/benchmarks/evaluate/{arm}.tsv"}
+
+
+def eval_per_arm(study: StudyConfig) -> bool:
+    """Whether one evaluate job per arm covers all benchmarks (``evaluation.per_job: arm``)."""
+    return study.evaluation is not None and study.evaluation.per_job == "arm"
+
+
+def eval_job_outputs(study: StudyConfig) -> list[str]:
+    """Output patterns of one evaluate job: every benchmark of ``{arm}`` (per arm), or one file (``{bench}``, ``{shard}``)."""
+    if eval_per_arm(study):
+        return [UNSHARDED_PATTERNS["evaluation"]["output"].replace("{bench}", b) for b in study.bench_names]
+    return [generation_path(study, "evaluation", "output")]
+
+
+def eval_job_path(study: StudyConfig, kind: str) -> str:
+    """The log / benchmark pattern of one evaluate job."""
+    return EVAL_PER_ARM_PATTERNS[kind] if eval_per_arm(study) else generation_path(study, "evaluation", kind)
+
+
+def eval_bench_inputs(study: StudyConfig, wildcards) -> list[str]:
+    """The benchmark files one evaluate job reads, in the order of its outputs."""
+    benches = study.bench_names if eval_per_arm(study) else [wildcards.bench]
+    return [f"results/data/bench/{b}.parquet" for b in benches]
+
+
+def eval_seeds(study: StudyConfig, wildcards) -> list[int]:
+    """One seed per benchmark of the job: the same whether the job covers one benchmark or the arm's all."""
+    benches = study.bench_names if eval_per_arm(study) else [wildcards.bench]
+    return [generation_seed(study, "evaluation", wildcards.arm, b, shard=wildcards.get("shard")) for b in benches]
+
+
 def shard_count(study: StudyConfig, stage: str) -> int:
     """Jobs per benchmark of a generation stage (``difficulty`` or ``evaluation``) from ``sharding:``."""
     return int(getattr(study.sharding, stage))

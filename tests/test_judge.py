@@ -87,4 +87,6 @@ def test_enabled_judge_adds_one_job_per_evaluation_and_the_table(tmp_path):
                           "-n", "--forceall", "--quiet", "rules"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M))
-    assert counts["judge"] == counts["evaluate"] and int(counts["judge"]) >= 35 and counts["tabulate_judge"] == "1"
+    # one judge job per (arm, benchmark); evaluation.per_job: arm runs one evaluate job per arm
+    assert int(counts["judge"]) == int(counts["evaluate"]) * 5 and int(counts["judge"]) >= 35
+    assert counts["tabulate_judge"] == "1"

@@ -85,9 +85,11 @@ def _dry_run(wd: Path, *args: str) -> dict[str, int]:
 
 
 def test_a_sharded_study_runs_one_job_per_shard_and_gathers(tmp_path):
-    (tmp_path / "shard.yaml").write_text(yaml.safe_dump({"sharding": {"difficulty": 3, "evaluation": 2}}))
+    (tmp_path / "shard.yaml").write_text(yaml.safe_dump({"sharding": {"difficulty": 3, "evaluation": 2},
+                                                          "evaluation": {"per_job": "benchmark"}}))
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump({"evaluation": {"per_job": "benchmark"}}))
     counts = _dry_run(tmp_path, "--configfile", str(ROOT / "config/smoke.yaml"), str(tmp_path / "shard.yaml"))
-    plain = _dry_run(tmp_path, "--configfile", str(ROOT / "config/smoke.yaml"))
+    plain = _dry_run(tmp_path, "--configfile", str(ROOT / "config/smoke.yaml"), str(tmp_path / "plain.yaml"))
     assert counts["sample_difficulty"] == 3 * plain["sample_difficulty"]
     assert counts["gather_difficulty"] == plain["sample_difficulty"]
     assert counts["evaluate"] == 2 * plain["evaluate"] and counts["gather_eval"] == plain["evaluate"]
@@ -98,6 +100,7 @@ def test_a_sharded_study_runs_one_job_per_shard_and_gathers(tmp_path):
 TINY = tiny_study("shards", questions=7, templates={"count_all": 1, "exists": 1}, pretrain_rows=32,
                   pretrain_steps=2, curriculum_steps=1, max_new_tokens=(8, 8),
                   sharding={"difficulty": 3, "evaluation": 2})
+TINY["evaluation"]["per_job"] = "benchmark"  # config.yaml's per_job: arm cannot shard
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ def test_dry_run_of_the_whole_study_lists_every_job():
     assert counts == {"build_synthetic_benchmark": 5, "build_synthetic_train_set": 5, "build_base_model": 1,
                       "sample_difficulty": 5, "assign_levels": 1, "tabulate_level_counts": 1,
                       "train_sft": 4, "train_grpo": 6, "sample_train_pass_rates": 1, "build_mixing_set": 1,
-                      "merge_models": 9, "evaluate": 20 * 5, "tabulate_arms": 7,
+                      "merge_models": 9, "evaluate": 20, "tabulate_arms": 7,
                       "tabulate_level_gain": 1, "tabulate_reasoning_words": 1, "make_figure": 12, "make_report": 1,
                       "all": 1}
 
@@ -36,7 +36,7 @@ def test_smoke_study_runs_every_rule():
     assert counts == {"build_synthetic_benchmark": 2, "build_synthetic_train_set": 5, "build_base_model": 1,
                       "sample_difficulty": 2, "assign_levels": 1, "tabulate_level_counts": 1,
                       "train_sft": 2, "train_grpo": 2, "sample_train_pass_rates": 2, "build_mixing_set": 1,
-                      "merge_models": 1, "evaluate": 6 * 2, "tabulate_arms": 6,
+                      "merge_models": 1, "evaluate": 6, "tabulate_arms": 6,
                       "tabulate_level_gain": 1, "tabulate_reasoning_words": 1, "make_figure": 12, "make_report": 1,
                       "all": 1}
 
@@ -44,19 +44,19 @@ def test_smoke_study_runs_every_rule():
 def test_one_table_builds_only_what_it_needs():
     counts = dry_run("results/tables/table2_kl.csv")
     assert counts["train_grpo"] == 2 and "train_sft" not in counts and "sample_train_pass_rates" not in counts
-    assert counts["evaluate"] == 3 * 5 and counts["tabulate_arms"] == 1
+    assert counts["evaluate"] == 3 and counts["tabulate_arms"] == 1  # evaluation.per_job: arm
 
 
 def test_merge_grid_needs_its_parents_and_merges_only():
     counts = dry_run("results/tables/merge_grid.csv")
     assert counts["merge_models"] == 9 and counts["train_sft"] == 1 and counts["train_grpo"] == 1
-    assert counts["evaluate"] == (1 + 2 + 9) * 5 and "build_mixing_set" not in counts
+    assert counts["evaluate"] == 1 + 2 + 9 and "build_mixing_set" not in counts
 
 
 def test_table7_needs_the_mixing_arm_and_its_source():
     counts = dry_run("results/tables/table7_length.csv")
     assert counts["build_mixing_set"] == 1 and counts["train_sft"] == 1 and counts["train_grpo"] == 1
-    assert counts["evaluate"] == 2 * 5 and "merge_models" not in counts
+    assert counts["evaluate"] == 2 and "merge_models" not in counts
 
 
 def test_dry_run_of_the_level_table_lists_every_job():
