@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from synergy.generate.decode import decode, filter_logits, supports_fast_decode
+from synergy.generate.decode import candidates, decode, filter_logits, supports_fast_decode
 from synergy.generate.hf import encode_prompts
 from synergy.prompts import Prompt
 
@@ -73,7 +73,8 @@ def test_greedy_equals_generate_while_rows_drop_out(tiny_loaded, batch):
 
 def test_sampling_without_dropping_draws_generates_tokens(tiny_loaded, batch):
     model, processor = tiny_loaded
-    kw = _common(model, processor, max_new_tokens=12, do_sample=True, temperature=0.7, top_k=50, top_p=0.9,
+    # top_k 0: a top-k draw runs over the k candidates only (test_candidates_...), which uses the RNG differently
+    kw = _common(model, processor, max_new_tokens=12, do_sample=True, temperature=0.7, top_k=0, top_p=0.9,
                  num_return_sequences=3, eos_token_id=model.generation_config.eos_token_id)
     torch.manual_seed(5)
     ref = model.generate(**batch, **kw)
@@ -129,3 +130,17 @@ def test_unknown_models_use_generate(tiny_loaded, batch, monkeypatch):
     assert not supports_fast_decode(model)
     decode(model, **batch, **_common(model, processor, max_new_tokens=3, do_sample=False, eos_token_id=[0]))
     assert seen["max_new_tokens"] == 3 and seen["do_sample"] is False
+
+
+def test_candidates_give_the_filtered_distribution():
+    g = torch.Generator().manual_seed(1)
+    plain = torch.randn(9, 300, generator=g) * 2
+    tied = plain.clone()
+    tied[3, :40] = 10.0  # 40 tokens tie at the top: transformers keeps all of them, so the full vocabulary is used
+    for temperature, top_k, top_p in [(0.6, 20, 0.95), (1.0, 20, 1.0), (1.3, 5, 0.5), (0.9, 1, 0.9), (1.0, 0, 0.9)]:
+        for scores, fast in ((plain, top_k > 0), (tied, False)):
+            ref = filter_logits(scores, temperature, top_k, top_p).softmax(-1)
+            probs, ids = candidates(scores, temperature, top_k, top_p)
+            assert (ids is not None) == fast
+            full = probs if ids is None else torch.zeros_like(ref).scatter(1, ids, probs)
+            assert torch.allclose(full, ref, atol=1e-6), (temperature, top_k, top_p)

@@ -15,9 +15,11 @@ note). This loop:
   carry the whole batch.
 
 Sampling follows transformers' own processors in its own order: minimum new tokens, suppressed
-tokens, then temperature, top-k, top-p (``min_tokens_to_keep = 1``), softmax, one multinomial draw
-(``tests/test_generate.py`` checks the filtered distribution against transformers' warpers and the
-greedy output token for token against ``generate``). Positions are built by the model's own
+tokens, then temperature, top-k, top-p (``min_tokens_to_keep = 1``), softmax, one multinomial draw;
+with top-k set the draw is over the k candidates only (``candidates``: the same distribution).
+``tests/test_decode.py`` checks the filtered distribution against transformers' warpers, the greedy
+output token for token against ``generate``, and, without top-k and without dropping rows, the
+sampled tokens against ``generate``'s for the same seed. Positions are built by the model's own
 ``_prepare_position_ids_for_generation`` (M-RoPE: 3-D image positions and the per-row
 ``rope_deltas``), then advance by one per token as ``generate`` does.
 
@@ -107,6 +109,29 @@ def filter_logits(scores: torch.Tensor, temperature: float, top_k: int, top_p: f
     return scores
 
 
+def candidates(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The sampling distribution of ``filter_logits(...).softmax(-1)``, over the top-k candidates when that is exact.
+
+    Returns ``(probs, ids)``: ``probs[r, j]`` is the probability of token ``ids[r, j]``; ``ids`` is None when
+    ``probs`` spans the vocabulary. With top-k set and no tie at the k-th score (transformers keeps every
+    tied token), top-p over the k candidates equals top-p over the masked vocabulary, and the draw costs
+    k instead of the vocabulary's size.
+    """
+    if top_k and top_k < scores.shape[-1]:
+        if temperature != 1.0:
+            scores = scores / temperature
+        vals, ids = torch.topk(scores, top_k)  # descending
+        if not bool(((scores >= vals[:, -1:]).sum(-1) > top_k).any()):
+            if top_p < 1.0:
+                asc = vals.flip(-1)
+                remove = asc.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
+                remove[..., -1:] = False
+                vals = asc.masked_fill(remove, float("-inf")).flip(-1)
+            return vals.softmax(-1), ids
+        return filter_logits(scores, 1.0, top_k, top_p).softmax(-1), None
+    return filter_logits(scores, temperature, top_k, top_p).softmax(-1), None
+
+
 @torch.no_grad()
 def decode(model, *, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
            eos_token_id, pad_token_id: int, num_return_sequences: int = 1, do_sample: bool = True,
@@ -166,8 +191,9 @@ def decode(model, *, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_
         if suppress.numel():
             logits[:, suppress] = float("-inf")
         if do_sample:
-            probs = filter_logits(logits, float(temperature), int(top_k), float(top_p)).softmax(-1)
-            token = torch.multinomial(probs, 1).squeeze(1)
+            probs, ids = candidates(logits, float(temperature), int(top_k), float(top_p))
+            token = torch.multinomial(probs, 1)
+            token = (ids.gather(1, token) if ids is not None else token).squeeze(1)
         else:
             token = logits.argmax(-1)
         token = torch.where(done, torch.full_like(token, pad_token_id), token)
