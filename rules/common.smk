@@ -4,6 +4,7 @@ import re
 
 from synergy.config import load_config
 from synergy.workflow import (
+    arm_priority,
     arms_of_kind,
     conda_env,
     bench_spec,

@@ -16,6 +16,7 @@ rule train_sft:
         prompt=config["prompt"],
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
         state_dir="results/train_state/{arm}",
+    priority: lambda wc: arm_priority(STUDY, wc.arm)  # long chains first (synergy.workflow.arm_priority)
     threads: rule_threads(config, "train_sft")
     resources:
         **res("train_sft"),
@@ -40,6 +41,7 @@ rule sample_train_pass_rates:
         prompt=config["prompt"],
         grading=config["grading"],
         seed=lambda wc: derived_seed(STUDY.seed, "train-pass-rates", wc.set),
+    priority: 1  # a GRPO training waits on it (trainings before evaluations: synergy.workflow.arm_priority)
     threads: rule_threads(config, "sample_train_pass_rates")
     resources:
         **res("sample_train_pass_rates"),
@@ -70,6 +72,7 @@ rule train_grpo:
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
         vllm=lambda wc: vllm_params(STUDY, STUDY.arm_settings(wc.arm).rollout_backend),
         state_dir="results/train_state/{arm}",
+    priority: lambda wc: arm_priority(STUDY, wc.arm)  # long chains first (synergy.workflow.arm_priority)
     threads: rule_threads(config, "train_grpo")
     resources:
         **res("train_grpo"),
@@ -99,6 +102,7 @@ rule build_mixing_set:
         prompt=config["prompt"],
         grading=config["grading"],
         seed=lambda wc: derived_seed(STUDY.seed, "mixing", wc.arm),
+    priority: lambda wc: arm_priority(STUDY, wc.arm) + 1  # long chains first (synergy.workflow.arm_priority)
     threads: rule_threads(config, "build_mixing_set")
     resources:
         **res("build_mixing_set"),

@@ -110,6 +110,30 @@ def eval_seeds(study: StudyConfig, wildcards) -> list[int]:
     return [generation_seed(study, "evaluation", wildcards.arm, b, shard=wildcards.get("shard")) for b in benches]
 
 
+def arm_priority(study: StudyConfig, arm: str) -> int:
+    """Scheduling priority of an arm's training job: 1 + how many trainings or merges wait on it in a row.
+
+    An arm nothing builds on gets 1 (above evaluations and tables, 0: long jobs first); an arm that
+    another starts from, samples a mixing set from or merges with gets 1 + its dependants' highest.
+    Snakemake starts ready jobs of higher priority first, so the longest chain (e.g. rl -> mixing set
+    -> mixing SFT) starts early instead of finishing alone on an otherwise idle machine.
+    """
+    from synergy.config import arm_parents
+
+    children: dict[str, list[str]] = {a: [] for a in study.arm_names}
+    for a in study.arms:
+        for parent in arm_parents(a.to_dict(), study.raw):
+            children[parent].append(a.name)
+    memo: dict[str, int] = {}
+
+    def height(name: str) -> int:
+        if name not in memo:
+            memo[name] = 1 + max((height(c) for c in children[name]), default=0)
+        return memo[name]
+
+    return height(arm)
+
+
 def shard_count(study: StudyConfig, stage: str) -> int:
     """Jobs per benchmark of a generation stage (``difficulty`` or ``evaluation``) from ``sharding:``."""
     return int(getattr(study.sharding, stage))

@@ -103,3 +103,22 @@ def test_vllm_jobs_get_the_gpu_env_and_the_vllm_settings_only_they_use():
     assert (ROOT / "rules" / conda_env("vllm")).resolve() == ROOT / "envs/gpu.yaml"
     assert vllm_params(paper, "vllm")["limit_mm_per_prompt"] == 7
     assert vllm_params(embedded, "hf") == {}  # a vLLM setting never re-runs an hf job
+
+
+def test_arms_others_build_on_are_trained_first():
+    from synergy.config import load_config_file
+    from synergy.workflow import arm_priority
+
+    study = load_config_file(ROOT / "config/config.yaml")
+    prio = {a: arm_priority(study, a) for a in study.arm_names}
+    assert prio["base"] == 3                        # -> rl -> mixing
+    assert prio["rl"] == prio["sft-eureka"] == 2    # mixing set / two-stage / merges start from them
+    assert {a for a, p in prio.items() if p == 1} == set(study.arm_names) - {"base", "rl", "sft-eureka"}
+    chain = load_config_file(ROOT / "config/config.yaml")  # a longer chain: mixing from twostage (from sft-eureka)
+    raw = {**chain.raw, "arms": [*chain.raw["arms"][:-1], {"name": "mixing", "kind": "mixing", "source": "twostage",
+                                                            "train_set": "eureka"}]}
+    from synergy.config import load_config
+
+    longer = load_config(raw)
+    assert arm_priority(longer, "sft-eureka") == 3 and arm_priority(longer, "twostage") == 2
+    assert arm_priority(longer, "rl") == 2  # still merged
