@@ -88,7 +88,7 @@ def _new_cache(model, capacity: int) -> Cache:
 
 def supports_fast_decode(model) -> bool:
     """Whether ``decode`` runs its own loop for ``model`` (else it calls ``model.generate``)."""
-    return (getattr(model.config, "model_type", None) in FAST_MODEL_TYPES
+    return (getattr(getattr(model, "config", None), "model_type", None) in FAST_MODEL_TYPES
             and hasattr(model, "_prepare_position_ids_for_generation")
             and hasattr(getattr(model, "model", None), "rope_deltas"))
 

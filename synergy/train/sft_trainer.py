@@ -197,10 +197,20 @@ def _set_sync(accelerator, sync: bool) -> None:
     accelerator.gradient_state._set_sync_gradients(sync)
 
 
+def _length_key(row: Mapping) -> int:
+    """A row's rough length: characters of question and response, plus a fixed share per image."""
+    return len(row.get("question") or "") + len(row.get("response") or "") + 400 * len(row.get("images") or ())
+
+
 def _micro_batches(rows: list[Mapping], accelerator, micro_batch_size: int) -> list[tuple[list[Mapping], bool]]:
-    """This process's micro-batches of one optimiser batch: (rows, real); the same count on every rank."""
+    """This process's micro-batches of one optimiser batch: (rows, real); the same count on every rank.
+
+    The batch's rows are ordered by length first (stable), so each micro-batch holds rows of similar
+    length and pads less. The optimiser step is the same: the loss is the sum over the batch's label
+    tokens divided by their count, whichever micro-batch a row lands in.
+    """
     n_proc, rank = accelerator.num_processes, accelerator.process_index
-    mine = rows[rank::n_proc]
+    mine = sorted(rows, key=_length_key)[rank::n_proc]
     n_micro = math.ceil(math.ceil(len(rows) / n_proc) / micro_batch_size)
     out = []
     for k in range(n_micro):
