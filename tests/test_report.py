@@ -107,6 +107,11 @@ def test_long_tables_get_their_wide_layout():
     assert list(wide.columns) == ["arm", "reference", "bench", *LEVELS] and len(wide) == 2   # no invented rows
     assert wide.loc[0, "L1"] == "+1.0 [-1.0, +3.0]"
     assert report_layout("table1_sft_data", gains)[0] is gains
+    levels = pd.DataFrame([{"arm": "rl", "bench": "x", "level": lv, "questions": 4, "accuracy": 62.5, "length": 18.4}
+                           for lv in LEVELS[1:]])  # no L1 question on this benchmark
+    wide, note = report_layout("level_accuracy", levels)
+    assert list(wide.columns) == ["arm", "bench", *LEVELS[1:]] and wide.loc[0, "L2"] == "62.5 (18)"
+    assert "response length" in note
 
 
 def test_table_pages_split_long_tables():

@@ -75,6 +75,13 @@ def md_title(md_path: str | Path, default: str) -> str:
     return first[2:].strip() if first.startswith("# ") else default
 
 
+def _acc_length(accuracy, length) -> str:
+    """One level_accuracy cell of the report: ``"59.4 (6)"``; a level without questions stays empty."""
+    if pd.isna(accuracy):
+        return "–"
+    return f"{accuracy:.1f} ({length:.0f})" if not pd.isna(length) else f"{accuracy:.1f}"
+
+
 def _pivot(df: pd.DataFrame, index: list[str], columns: str, values: str, order: Sequence[str]) -> pd.DataFrame:
     """Rows: the ``index`` combinations that occur, in order of first appearance; columns: ``order``."""
     wide = df.set_index([*index, columns])[values].unstack(columns)
@@ -87,6 +94,11 @@ def _pivot(df: pd.DataFrame, index: list[str], columns: str, values: str, order:
 
 def report_layout(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The table as it is printed in the report, and a note on how it was reshaped ("" if not)."""
+    if name == "level_accuracy" and {"arm", "bench", "level", "accuracy", "length"} <= set(df.columns):
+        d = df.copy()
+        d["cell"] = [_acc_length(a, n) for a, n in zip(d["accuracy"], d["length"])]
+        return (_pivot(d, ["arm", "bench"], "level", "cell", LEVELS),
+                "accuracy (%) and, in brackets, mean response length (tokens) per level; columns L1..L5")
     if name == "level_accuracy" and {"arm", "bench", "level", "accuracy"} <= set(df.columns):
         return _pivot(df, ["arm", "bench"], "level", "accuracy", LEVELS), "accuracy (%) per level; columns L1..L5"
     if name == "level_gain" and {"arm", "reference", "bench", "level", "gain"} <= set(df.columns):
