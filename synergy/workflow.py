@@ -89,7 +89,7 @@ def eval_per_arm(study: StudyConfig) -> bool:
 def eval_job_outputs(study: StudyConfig) -> list[str]:
     """Output patterns of one evaluate job: every benchmark of ``{arm}`` (per arm), or one file (``{bench}``, ``{shard}``)."""
     if eval_per_arm(study):
-        return [UNSHARDED_PATTERNS["evaluation"]["output"].replace("{bench}", b) for b in study.bench_names]
+        return [EVAL_PATH.replace("{bench}", b) for b in study.bench_names]
     return [generation_path(study, "evaluation", "output")]
 
 
@@ -98,16 +98,19 @@ def eval_job_path(study: StudyConfig, kind: str) -> str:
     return EVAL_PER_ARM_PATTERNS[kind] if eval_per_arm(study) else generation_path(study, "evaluation", kind)
 
 
+def _eval_job_benches(study: StudyConfig, wildcards) -> list[str]:
+    return study.bench_names if eval_per_arm(study) else [wildcards.bench]
+
+
 def eval_bench_inputs(study: StudyConfig, wildcards) -> list[str]:
     """The benchmark files one evaluate job reads, in the order of its outputs."""
-    benches = study.bench_names if eval_per_arm(study) else [wildcards.bench]
-    return [f"results/data/bench/{b}.parquet" for b in benches]
+    return [BENCH_PATH.format(bench=b) for b in _eval_job_benches(study, wildcards)]
 
 
 def eval_seeds(study: StudyConfig, wildcards) -> list[int]:
     """One seed per benchmark of the job: the same whether the job covers one benchmark or the arm's all."""
-    benches = study.bench_names if eval_per_arm(study) else [wildcards.bench]
-    return [generation_seed(study, "evaluation", wildcards.arm, b, shard=wildcards.get("shard")) for b in benches]
+    return [generation_seed(study, "evaluation", wildcards.arm, b, shard=wildcards.get("shard"))
+            for b in _eval_job_benches(study, wildcards)]
 
 
 def arm_priority(study: StudyConfig, arm: str) -> int:

@@ -1,6 +1,5 @@
 """evaluation.per_job: one evaluate job per arm (all benchmarks) or per (arm, benchmark); same results either way."""
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -9,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from tiny_study import tiny_study
+from tiny_study import job_counts, tiny_study
 
 from synergy.config import ConfigError, load_config_file
 
@@ -17,16 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
-def _counts(wd: Path, *args: str) -> dict[str, int]:
-    out = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "-n", "--forceall", "--quiet",
-                          "rules", *args], capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M) if k != "total"}
-
-
 def test_per_benchmark_jobs_on_request(tmp_path):
     (tmp_path / "b.yaml").write_text("evaluation: {per_job: benchmark}\n")
-    per_arm, per_bench = _counts(tmp_path), _counts(tmp_path, "--configfile", str(tmp_path / "b.yaml"))
+    per_arm, per_bench = job_counts(tmp_path), job_counts(tmp_path, "--configfile", str(tmp_path / "b.yaml"))
     assert per_arm["evaluate"] == 20 and per_bench["evaluate"] == 20 * 5
     assert {k: v for k, v in per_arm.items() if k != "evaluate"} == {k: v for k, v in per_bench.items() if k != "evaluate"}
 

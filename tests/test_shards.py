@@ -1,6 +1,5 @@
 """Sharded generation (synergy/shards.py; issue 6): shard bounds, the checked gather, the DAG and a real run."""
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from tiny_study import tiny_study
+from tiny_study import job_counts, tiny_study
 
 from synergy.config import load_config_file
 from synergy.shards import ShardError, gather, select_shard, shard_bounds
@@ -77,19 +76,12 @@ def test_paths_and_seeds_follow_the_config():
     assert generation_seed(one, "difficulty", "mmstar") != generation_seed(one, "evaluation", "mmstar")
 
 
-def _dry_run(wd: Path, *args: str) -> dict[str, int]:
-    out = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "-n", "--forceall", "--quiet",
-                          "rules", *args], capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M) if k != "total"}
-
-
 def test_a_sharded_study_runs_one_job_per_shard_and_gathers(tmp_path):
     (tmp_path / "shard.yaml").write_text(yaml.safe_dump({"sharding": {"difficulty": 3, "evaluation": 2},
                                                           "evaluation": {"per_job": "benchmark"}}))
     (tmp_path / "plain.yaml").write_text(yaml.safe_dump({"evaluation": {"per_job": "benchmark"}}))
-    counts = _dry_run(tmp_path, "--configfile", str(ROOT / "config/smoke.yaml"), str(tmp_path / "shard.yaml"))
-    plain = _dry_run(tmp_path, "--configfile", str(ROOT / "config/smoke.yaml"), str(tmp_path / "plain.yaml"))
+    counts = job_counts(tmp_path, "--configfile", str(ROOT / "config/smoke.yaml"), str(tmp_path / "shard.yaml"))
+    plain = job_counts(tmp_path, "--configfile", str(ROOT / "config/smoke.yaml"), str(tmp_path / "plain.yaml"))
     assert counts["sample_difficulty"] == 3 * plain["sample_difficulty"]
     assert counts["gather_difficulty"] == plain["sample_difficulty"]
     assert counts["evaluate"] == 2 * plain["evaluate"] and counts["gather_eval"] == plain["evaluate"]

@@ -1,9 +1,17 @@
 """The smallest study the real workflow runs in about a minute (merged over config/config.yaml by Snakemake):
 one synthetic benchmark, a short-answer set that pretrains a 1-layer tiny Qwen2.5-VL, difficulty and
-evaluation with few short samples. Used by the tests that run Snakemake for real on a fresh directory."""
+evaluation with few short samples. Used by the tests that run Snakemake for real on a fresh directory;
+``job_counts`` is their dry run."""
 from __future__ import annotations
 
 import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 TINY_ARCHITECTURE = {"vocab_size": 384, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
                      "intermediate_size": 64, "vision_depth": 1, "vision_hidden_size": 32, "vision_heads": 2,
@@ -34,3 +42,11 @@ def tiny_study(name: str, *, bench: str = "synth-mixed", questions: int = 8, tem
     }
     study.update(sections)
     return study
+
+
+def job_counts(workdir: Path, *args: str) -> dict[str, int]:
+    """Jobs per rule of ``snakemake -n --forceall`` on the repository's Snakefile in ``workdir``."""
+    out = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "-n", "--forceall", "--quiet",
+                          "rules", *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M) if k != "total"}

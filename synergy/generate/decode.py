@@ -30,12 +30,8 @@ detail of the rollouts of §2.2-2.4); the samples have the distribution ``genera
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
-
-log = logging.getLogger("synergy.generate")
 
 FAST_MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl")
 
@@ -102,11 +98,16 @@ def filter_logits(scores: torch.Tensor, temperature: float, top_k: int, top_p: f
         scores = scores.masked_fill(scores < kth, float("-inf"))
     if top_p < 1.0:
         sorted_logits, sorted_idx = torch.sort(scores, descending=False)
-        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        remove = cum <= (1 - top_p)
-        remove[..., -1:] = False
+        remove = _outside_nucleus(sorted_logits, top_p)
         scores = scores.masked_fill(remove.scatter(1, sorted_idx, remove), float("-inf"))
     return scores
+
+
+def _outside_nucleus(ascending: torch.Tensor, top_p: float) -> torch.Tensor:
+    """transformers' top-p cut on logits sorted ascending: True where the token is dropped (never the top one)."""
+    remove = ascending.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
+    remove[..., -1:] = False
+    return remove
 
 
 def candidates(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -124,9 +125,7 @@ def candidates(scores: torch.Tensor, temperature: float, top_k: int, top_p: floa
         if not bool(((scores >= vals[:, -1:]).sum(-1) > top_k).any()):
             if top_p < 1.0:
                 asc = vals.flip(-1)
-                remove = asc.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
-                remove[..., -1:] = False
-                vals = asc.masked_fill(remove, float("-inf")).flip(-1)
+                vals = asc.masked_fill(_outside_nucleus(asc, top_p), float("-inf")).flip(-1)
             return vals.softmax(-1), ids
         return filter_logits(scores, 1.0, top_k, top_p).softmax(-1), None
     return filter_logits(scores, temperature, top_k, top_p).softmax(-1), None
