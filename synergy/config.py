@@ -258,7 +258,7 @@ class GRPOSettings(_Section):
     accuracy_weight: float = 0.9     # reward = 0.9 * accuracy + 0.1 * format (paper §2.2)
     format_weight: float = 0.1
     drop_easy: bool = False          # paper §2.2 ablation: drop queries the base model solves in all G rollouts
-    # hybrids of paper §3.1 (synergy/train/grpo.py): zero-pass questions get their external trace
+    # hybrids of paper §3.1 (synergy/train/grpo/hybrid.py): zero-pass questions get their external trace
     hybrid: str = "none"             # none | interleaved (SFT loss on the trace) | progressive (fading trace prefix)
     zero_pass: str = "online"        # online: 0 of the step's G rollouts correct; offline: 0 of the base model's G
     sft_weight: float = 1.0          # interleaved: weight of the SFT tokens in the token-mean (paper silent)

@@ -136,8 +136,8 @@ def test_collect_rollouts_keeps_generated_ids(tiny_loaded, exists_rows):
     assert all(n == 6 for n, t in zip(ro.lengths.tolist(), ro.truncated.tolist()) if t)
     # the same seed samples the same responses (generate() with the same vision-token suppression)
     prompts = [build_prompt(r, True) for r in rows]
-    sampler = grpo_mod._RecordingModel(model, grpo_mod._vision_token_ids(model))
-    again = generate(sampler, processor, prompts, SamplingConfig(n=3, max_new_tokens=6, seed=11))
+    again = generate(model, processor, prompts, SamplingConfig(n=3, max_new_tokens=6, seed=11),
+                     suppress_tokens=grpo_mod._vision_token_ids(model))
     assert ro.texts == [c.text for cs in again for c in cs]
     # the completion tokens are the generated ids: they decode to the texts and end at the first stop token
     tok = processor.tokenizer
@@ -289,7 +289,7 @@ def test_equal_rewards_give_zero_gradient_and_unchanged_weights(tiny_model_dir, 
 
 
 def test_nan_loss_stops_with_last_good_state(tiny_model_dir, exists_rows, tmp_path, monkeypatch):
-    real = grpo_mod.grpo_loss
+    real = grpo_mod.update.grpo_loss  # the module of the updates (synergy/train/grpo/update.py)
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -299,7 +299,7 @@ def test_nan_loss_stops_with_last_good_state(tiny_model_dir, exists_rows, tmp_pa
             out.loss = out.loss * float("nan")
         return out
 
-    monkeypatch.setattr(grpo_mod, "grpo_loss", poisoned)
+    monkeypatch.setattr(grpo_mod.update, "grpo_loss", poisoned)
     cfg = _settings(steps=3, prompts_per_step=1, mini_batch_size=1, num_generations=2, micro_batch_size=1,
                     max_new_tokens=4, kl_coef=0.0, save_every_steps=1)
     with pytest.raises(TrainingDiverged, match=r"at step 2.*step-000001"):

@@ -134,7 +134,7 @@ GRPO = dict(learning_rate=1e-3, steps=3, prompts_per_step=1, mini_batch_size=1, 
 
 
 def test_host_out_of_memory_in_grpo_names_arm_sizes_and_state(tiny_model_dir, grpo_rows, tmp_path, monkeypatch):
-    real, calls = grpo_mod.grpo_loss, {"n": 0}
+    real, calls = grpo_mod.update.grpo_loss, {"n": 0}  # the module of the updates (synergy/train/grpo/update.py)
 
     def faulty(*args, **kwargs):
         calls["n"] += 1
@@ -142,7 +142,7 @@ def test_host_out_of_memory_in_grpo_names_arm_sizes_and_state(tiny_model_dir, gr
             raise MemoryError()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(grpo_mod, "grpo_loss", faulty)
+    monkeypatch.setattr(grpo_mod.update, "grpo_loss", faulty)
     with pytest.raises(TrainingOutOfMemory, match=r"arm 'rl-arm' ran out of host memory \(MemoryError\) with "
                        r"prompts_per_step=1, mini_batch_size=1, num_generations=2, micro_batch_size=2, "
                        r"max_new_tokens=4; a rerun resumes from \S+step-000001 \(step 1\)"):

@@ -11,6 +11,11 @@ Sampling is "pure": every sampling parameter is passed explicitly, which overrid
 checkpoint's ``generation_config.json`` says (Qwen2.5-VL-7B-Instruct ships top_k=1, top_p=0.001,
 repetition_penalty=1.05); ``repetition_penalty`` is fixed at 1. Stop tokens are the model's
 ``generation_config.eos_token_id`` (``<|im_end|>`` and ``<|endoftext|>`` for Qwen2.5-VL).
+
+Every ``Completion`` carries the ids it was made of: ``token_ids`` (the sampled tokens up to and
+including the stop token, exactly as generated; ``text`` is their decoding) and ``prompt_ids``
+(the prompt's ids as the sampler encoded them, image placeholders expanded, padding stripped).
+GRPO trains on exactly these ids (``synergy.train.grpo``); nothing is re-tokenised from text.
 """
 
 from __future__ import annotations
@@ -19,8 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
 
 import torch
 
@@ -53,6 +57,9 @@ class Completion:
     text: str  # decoded with special tokens skipped (keeps <think> tags)
     num_tokens: int  # generated tokens up to and including EOS
     truncated: bool  # True if it hit max_new_tokens without EOS
+    # the ids behind ``text`` (not compared: two completions are equal when they read the same)
+    token_ids: tuple[int, ...] = field(default=(), compare=False, repr=False)  # the num_tokens generated ids
+    prompt_ids: tuple[int, ...] = field(default=(), compare=False, repr=False)  # the prompt as the sampler saw it
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -136,11 +143,14 @@ def generate(
     prompts: Sequence[Prompt],
     cfg: SamplingConfig,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    suppress_tokens: Sequence[int] = (),
 ) -> list[list[Completion]]:
     """Sample ``cfg.n`` completions for every prompt; ``out[i][j]`` is sample j of prompts[i].
 
     ``progress(done, total)`` is called after each generate call with the number of prompts whose
-    samples are all done.
+    samples are all done. ``suppress_tokens`` are never sampled (added to the model's own
+    ``generation_config.suppress_tokens``; GRPO suppresses the vision placeholders).
     """
     prompts = list(prompts)
     if not prompts:
@@ -160,12 +170,12 @@ def generate(
         if greedy
         else dict(do_sample=True, temperature=float(cfg.temperature), top_p=float(cfg.top_p), top_k=int(cfg.top_k))
     )
+    if suppress_tokens:
+        existing = getattr(model.generation_config, "suppress_tokens", None)
+        sampling["suppress_tokens"] = sorted(set(int(t) for t in suppress_tokens) | set(existing or ()))
     results: list[list[Completion]] = [[] for _ in prompts]
     plan = _plan(len(prompts), cfg)
     tokenizer = processor.tokenizer
-    # a wrapper (GRPO's recorder) brings its own call; otherwise synergy's loop (decode.py), which falls back
-    # to model.generate for models it does not know
-    run = getattr(model, "synergy_generate", None) or partial(decode, model)
     for b, (start, count, k) in enumerate(plan):
         idx = order[start : start + count]
         batch = [prompts[i] for i in idx]
@@ -176,7 +186,8 @@ def generate(
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(batch_seed(cfg.seed, b))
-            out = run(
+            out = decode(  # synergy's loop; model.generate for models it does not know
+                model,
                 **enc,
                 **sampling,
                 num_return_sequences=k,
@@ -193,13 +204,15 @@ def generate(
         has_eos = is_eos.any(1)
         first = torch.where(has_eos, is_eos.int().argmax(1), torch.full_like(has_eos, gen.shape[1], dtype=torch.long))
         num_tokens = torch.where(has_eos, first + 1, first).tolist()
-        texts_out = tokenizer.batch_decode(
-            [row[:n].tolist() for row, n in zip(gen, num_tokens)], skip_special_tokens=True
-        )
+        gen_ids = [row[:n].tolist() for row, n in zip(gen, num_tokens)]
+        texts_out = tokenizer.batch_decode(gen_ids, skip_special_tokens=True)
+        in_ids, in_mask = enc["input_ids"].cpu(), enc["attention_mask"].cpu().bool()
         for r, i in enumerate(idx):
+            prompt_ids = tuple(in_ids[r][in_mask[r]].tolist())
             for j in range(k):
                 s = r * k + j
-                c = Completion(text=texts_out[s], num_tokens=num_tokens[s], truncated=not bool(has_eos[s]))
+                c = Completion(text=texts_out[s], num_tokens=num_tokens[s], truncated=not bool(has_eos[s]),
+                               token_ids=tuple(gen_ids[s]), prompt_ids=prompt_ids)
                 results[i].extend([c] * cfg.n if greedy else [c])
         total_tokens = sum(num_tokens)
         log.info(

@@ -244,6 +244,7 @@ def completions_from_outputs(outputs: Sequence, n: int, tokenizer, stop_ids: Seq
                              greedy: bool = False) -> tuple[list[list[Completion]], list[list[list[int]]]]:
     """``Completion``s (and their token ids) of vLLM ``RequestOutput``s, prompt-major, samples in ``index`` order.
 
+    Each ``Completion`` carries its ``token_ids`` and vLLM's ``prompt_token_ids`` as ``prompt_ids``.
     Texts are decoded from the ids with ``tokenizer`` (special tokens skipped, as hf);
     ``num_tokens`` counts the stop token; ``truncated`` is ``finish_reason == "length"``.
     ``greedy``: each output has one sample, repeated ``n`` times.
@@ -261,9 +262,10 @@ def completions_from_outputs(outputs: Sequence, n: int, tokenizer, stop_ids: Seq
     flat = [ids for per in ids_all for ids in per]
     texts = iter(tokenizer.batch_decode(flat, skip_special_tokens=True)) if flat else iter(())
     completions, token_ids = [], []
-    for ids_per, ended_per in zip(ids_all, ended_all):
-        cs = [Completion(text=next(texts), num_tokens=len(ids), truncated=not ended)
-              for ids, ended in zip(ids_per, ended_per)]
+    for o, ids_per, ended_per in zip(outputs, ids_all, ended_all):
+        prompt_ids = tuple(int(t) for t in (getattr(o, "prompt_token_ids", None) or ()))
+        cs = [Completion(text=next(texts), num_tokens=len(ids), truncated=not ended, token_ids=tuple(ids),
+                         prompt_ids=prompt_ids) for ids, ended in zip(ids_per, ended_per)]
         completions.append(cs * n if greedy else cs)
         token_ids.append(ids_per * n if greedy else ids_per)
     return completions, token_ids
@@ -375,7 +377,7 @@ def trainable_weights(model) -> Iterable[tuple[str, Any]]:
 class RolloutEngine:
     """An in-process vLLM engine for GRPO rollouts, colocated with the trainer; weights refreshed each step.
 
-    ``sample`` has the contract of ``synergy.train.grpo._sample`` (prompt ids, completion ids
+    ``sample`` has the contract of ``synergy.train.grpo.sampling.sample_groups`` (prompt ids, completion ids
     exactly as generated, decoded texts, ended flags, stop ids); ``load_weights(model)`` pushes the
     trainer's current parameters (call it after every optimiser step).
     """
@@ -448,7 +450,7 @@ class RolloutEngine:
 def rollout_batch(processor, prompts: Sequence[Prompt], outputs: Sequence, comp: Sequence[Sequence[list[int]]],
                   ended: Sequence[Sequence[bool]], stop_ids: Sequence[int], suppress_ids: Sequence[int],
                   enc: Mapping) -> dict:
-    """``grpo._sample``'s dict from vLLM outputs; checks vLLM's prompt ids against the processor encoding ``enc``."""
+    """``grpo.sampling.sample_groups``'s dict from vLLM outputs; checks vLLM's prompt ids against the processor encoding ``enc``."""
     import torch
 
     mask = enc["attention_mask"].bool()
