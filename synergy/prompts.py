@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from synergy.data.schema import OPTION_LETTERS, decode_images
+from synergy.rows import OPTION_LETTERS, decode_images
 
 REASONING_INSTRUCTION = (
     "Please reason step by step within <think> </think> tags, and put your final answer within \\boxed{}."

@@ -28,8 +28,11 @@ from collections.abc import Iterable, Mapping, Sequence
 import pyarrow as pa
 from PIL import Image
 
-ANSWER_TYPES = ("multiple_choice", "integer", "float", "text", "expression")
-OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+from synergy.rows import ANSWER_TYPES, OPTION_LETTERS, DataError, decode_images
+from synergy.rows import where as _where
+
+__all__ = ["ANSWER_TYPES", "COLUMNS", "OPTION_LETTERS", "SCHEMA", "DataError", "decode_images", "make_row",
+           "to_table", "validate_row", "validate_rows"]
 
 SCHEMA = pa.schema(
     [
@@ -48,15 +51,6 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
-
-
-class DataError(ValueError):
-    """A row of a question set is unusable; the message names the row id and the file."""
-
-
-def _where(row: Mapping, path: str | None) -> str:
-    rid = row.get("id", "<no id>")
-    return f"row id={rid!r}" + (f" in {path}" if path else "")
 
 
 def validate_row(row: Mapping, path: str | None = None, *, require_images: bool = False) -> None:
@@ -121,14 +115,3 @@ def to_table(rows: Iterable[Mapping]) -> pa.Table:
     rows = list(rows)
     return pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=SCHEMA)
 
-
-def decode_images(row: Mapping, path: str | None = None) -> list[Image.Image]:
-    """Decode a row's images to RGB PIL images; an unreadable one raises DataError naming the row."""
-    out = []
-    for k, blob in enumerate(row.get("images") or []):
-        try:
-            im = Image.open(io.BytesIO(blob))
-            out.append(im.convert("RGB"))
-        except Exception as exc:
-            raise DataError(f"{_where(row, path)}: image {k} is unreadable ({type(exc).__name__}: {exc})") from exc
-    return out
