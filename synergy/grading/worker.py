@@ -1,6 +1,7 @@
 """Child-process loop that runs math-verify for :mod:`synergy.grading`.
 
-Started by ``synergy.grading.Grader`` as ``python -m synergy._verify_worker``. It speaks
+Started by ``synergy.grading.Grader`` (``verifier.VerifierProcess``) as ``python -m
+synergy.grading.worker``; it imports nothing from synergy but this package's light parents. It speaks
 newline-delimited JSON over stdin/stdout, one request at a time:
 
 * on start it writes ``{"ready": true}`` once math-verify is imported and warmed up (or
