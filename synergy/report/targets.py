@@ -1,7 +1,7 @@
 """Figures and the report of a study: names, captions, arms, input files and targets (paper §2–3 figures).
 
-Pure helpers of rules/report.smk (config -> paths and params), like synergy/workflow.py; never imports
-snakemake or torch. The figures follow the paper's numbering (notes/paper.md §2.8); where the paper draws
+Pure helpers of rules/report.smk (config -> paths and params) on top of synergy/workflow/, which owns the
+paths, the figure catalogue (``FIGURES``) and the targets; never imports snakemake or torch. The figures follow the paper's numbering (notes/paper.md §2.8); where the paper draws
 one figure for two purposes (Fig. 1 / 6 per-level gains, Fig. 2 / 8 response lengths) we draw two, so
 that no panel carries more than about eight arms. Fig. 7 (token-level KL heat-map) and Fig. 9 (a diagram)
 are not drawn.
@@ -22,61 +22,30 @@ from typing import Any
 
 from synergy.analysis import REASONING_WORDS
 from synergy.config import ConfigError, StudyConfig, _Section
-from synergy.workflow import EVAL_PATH, TABLE_PATH, TRAIN_LOG, arms_of_kind, table_names
+from synergy.workflow import (
+    EVAL_PATH,
+    FIGURE_PATH,
+    FIGURES,
+    GAIN_TABLE,
+    REPORT_PATH,
+    REPORT_TABLES,
+    SYNERGY,
+    TRAIN_LOG,
+    WORDS_TABLE,
+    FigureDef,
+    arms_of_kind,
+    figure_targets,
+    table_csv,
+    table_md,
+    table_names,
+)
 
-FIGURE_PATH = "results/figures/{figure}.pdf"
-REPORT_PATH = "results/figures/all.pdf"
-GAIN_TABLE = "level_gain"                  # per-level gains with bootstrap intervals (Fig. 1 / 5 / 6)
-WORDS_TABLE = "table5_reasoning_words"     # paper Table 5 (every arm of Fig. 10)
-REPORT_TABLES = (GAIN_TABLE, WORDS_TABLE)  # tables built by rules/report.smk (the rest: rules/evaluate.smk)
 
-SYNERGY = ("sft-eureka", "rl", "twostage", "interleaved", "progressive", "mixing", "merge-linear-0.25")
-
-
-@dataclass(frozen=True)
-class FigureDef:
-    kind: str                 # which function of synergy.report.figures draws it
-    caption: str              # one line: what the figure shows
-    arms: tuple[str, ...]     # default arms (the paper's arm names)
-
-
-FIGURES: dict[str, FigureDef] = {
-    "fig1_level_gain": FigureDef(
-        "level_gain", "Fig. 1: accuracy gain over the base model by difficulty level, SFT, RL and their combinations "
-        "(bars: 95% bootstrap intervals over questions)", SYNERGY),
-    "fig2_length": FigureDef(
-        "length", "Fig. 2: mean response length by difficulty level, base model, SFT on each long-CoT set and RL",
-        ("base", "sft-s1-gemini", "sft-s1.1-r1", "sft-eureka", "rl")),
-    "fig3_accuracy_length": FigureDef(
-        "accuracy_length", "Fig. 3: accuracy against mean response length, one point per arm, per benchmark and on average",
-        ("base", "sft-s1-gemini", "sft-s1.1-r1", "sft-eureka", "rl", "mixing")),
-    "fig4_kl_dynamics": FigureDef(
-        "dynamics", "Fig. 4: GRPO training with and without the KL loss: reward, entropy, response length, clip ratio",
-        ("rl", "rl-nokl")),
-    "fig5_easy_gap": FigureDef(
-        "easy_gap", "Fig. 5: accuracy gap of RL with minus without the easiest questions, by difficulty level "
-        "(bars: 95% bootstrap intervals)", ("rl", "rl-noeasy")),
-    "fig6_level_gain_sft_rl": FigureDef(
-        "level_gain", "Fig. 6: accuracy gain over the base model by difficulty level, every SFT and RL arm "
-        "(bars: 95% bootstrap intervals over questions)",
-        ("sft-s1-gemini", "sft-s1.1-r1", "sft-eureka", "rl", "rl-nokl", "rl-noeasy")),
-    "fig8_length_levels": FigureDef(
-        "length", "Fig. 8: mean response length by difficulty level, base model, SFT, RL and their combinations",
-        ("base", *SYNERGY)),
-    "fig10_reasoning_words": FigureDef(
-        "words", "Fig. 10: reasoning words per 1,000 responses by arm (Table 5)",
-        ("base", "sft-s1-gemini", "sft-s1.1-r1", *SYNERGY)),
-    "fig11_twostage_dynamics": FigureDef(
-        "dynamics", "Fig. 11: GRPO from the SFT model (two-stage) against GRPO from the base model", ("rl", "twostage")),
-    "fig12_interleaved_dynamics": FigureDef(
-        "dynamics", "Fig. 12: interleaved SFT & RL (SFT loss on zero-pass questions) against GRPO", ("rl", "interleaved")),
-    "fig13_progressive_dynamics": FigureDef(
-        "dynamics", "Fig. 13: progressive SFT & RL (fading trace prefix on zero-pass questions) against GRPO",
-        ("rl", "progressive")),
-    "fig14_merging": FigureDef(
-        "merging", "Fig. 14: model merging: accuracy gain over the base model against the SFT model's weight, per method",
-        ()),
-}
+__all__ = ["APPENDIX", "FIGURES", "FIGURE_PATH", "GAIN_TABLE", "REPORT_ORDER", "REPORT_PATH", "REPORT_TABLES", "SYNERGY",
+           "WORDS_TABLE", "BootstrapSettings", "FigureDef", "ReportConfig", "WordSettings", "base_arm", "code_file",
+           "config_hash", "figure_arms", "figure_inputs", "figure_spec", "figure_targets", "gain_inputs", "gain_pairs",
+           "present_arms", "report_config", "report_inputs", "report_items", "report_tables", "table_csv", "table_md",
+           "title_info", "word_arms", "word_benches", "word_inputs"]
 
 # Tables and figures in the paper's order; tables of the study not listed here go before the appendix.
 REPORT_ORDER: tuple[tuple[str, str], ...] = (
@@ -194,14 +163,6 @@ def word_benches(study: StudyConfig) -> tuple[list[str], str]:
     return have, ""
 
 
-def table_csv(name: str) -> str:
-    return TABLE_PATH.format(table=name)
-
-
-def table_md(name: str) -> str:
-    return table_csv(name)[: -len(".csv")] + ".md"
-
-
 def gain_inputs(study: StudyConfig) -> list[str]:
     arms = list(dict.fromkeys(a for pair in gain_pairs(study) for a in pair))
     return [EVAL_PATH.format(arm=a, bench=b) for a in arms for b in study.bench_names]
@@ -283,14 +244,6 @@ def report_inputs(study: StudyConfig) -> list[str]:
             for v in item["inputs"].values():
                 paths += v if isinstance(v, list) else [v]
     return list(dict.fromkeys(paths))
-
-
-def figure_targets(study: StudyConfig) -> list[str]:
-    """The report's targets for ``final_targets``: every figure, Table 5 and results/figures/all.pdf."""
-    if not study.arms:
-        return []
-    return ([FIGURE_PATH.format(figure=f) for f in FIGURES]
-            + [table_csv(WORDS_TABLE), table_md(WORDS_TABLE), REPORT_PATH])
 
 
 def code_file(basedir: str, *parts: str) -> str:

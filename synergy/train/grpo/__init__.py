@@ -50,12 +50,12 @@ Deviations and choices (none changes the objective unless stated; each module sa
 
 from __future__ import annotations
 
-from synergy.train.grpo.batch import rollout_rows
+from synergy.train.grpo.batch import Rollouts, rollout_rows
 from synergy.train.grpo.data import drop_easy_questions, step_row_indices, step_seed
 from synergy.train.grpo.hybrid import HybridPlan, prefix_fraction, zero_pass_ids
 from synergy.train.grpo.loop import train_grpo
 from synergy.train.grpo.metrics import HYBRID_COLUMNS, METRIC_COLUMNS
-from synergy.train.grpo.rollouts import Rollouts, collect_rollouts
+from synergy.train.grpo.rollouts import collect_rollouts
 from synergy.train.grpo.sampling import sample_groups as _sample
 from synergy.train.grpo.sampling import stop_ids as _stop_ids
 from synergy.train.grpo.sampling import vision_token_ids as _vision_token_ids

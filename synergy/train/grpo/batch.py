@@ -1,9 +1,10 @@
 """The log-prob batch of a GRPO step (paper §2.2 step 4): prompts and sampled ids packed into tensors.
 
-``StepSequences`` holds a step's P x G sequences while they are sampled and routed (prompt
-variant, completion ids, grade, loss kind per sequence); ``pack`` lays sequence n out as its prompt variant (the prompt's processor encoding, plus any
-assistant prefix of a hybrid arm) followed by its completion ids exactly as sampled, left-padded
-into one ``[N, L]`` batch with its images; ``select`` (and the public ``rollout_rows``) cut
+``Rollouts`` is the step's batch as the scoring and the updates read it. ``StepSequences`` holds a
+step's P x G sequences while they are sampled and routed (prompt variant, completion ids, grade,
+loss kind per sequence); ``pack`` lays sequence n out as its prompt variant (the prompt's processor
+encoding, plus any assistant prefix of a hybrid arm) followed by its completion ids exactly as
+sampled, left-padded into one ``[N, L]`` batch with its images; ``select`` (and the public ``rollout_rows``) cut
 sequences out of it as a forward batch with all-padding columns dropped. The log-prob forward gets
 the same multimodal inputs the sampler got: ``mm_token_type_ids`` (Qwen2.5-VL's 3-D M-RoPE
 positions) only when the processor returns it.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,8 +22,59 @@ from torch import Tensor
 from synergy.generate.hf import encode_prompts, prompt_texts
 from synergy.prompts import Prompt
 
-if TYPE_CHECKING:
-    from synergy.train.grpo.rollouts import Rollouts
+
+@dataclass
+class Rollouts:
+    """One step's batch: G sequences per prompt, prompt-major (sequence ``i * G + j`` is sample j of prompt i).
+
+    ``input_ids``/``attention_mask``/``completion_mask``/``sft_weight`` are ``[N, L]``: the prompt
+    (processor encoding, image placeholders expanded, plus any assistant prefix) followed by the
+    completion ids exactly as generated, left-padded. ``completion_mask`` marks the tokens that get
+    the RL loss (the completions, stop token included, of RL-routed groups); ``sft_weight`` is the
+    SFT weight of each token (0 = no SFT loss): an external trace, or its prefix (paper §3.1).
+    ``model_kwargs`` holds the per-sequence images (``pixel_values``, ``image_grid_thw`` in row
+    order, ``images_per_row``) and ``mm_token_type_ids`` when the processor returns it; empty for
+    text-only batches.
+    ``rewards`` is ``[num_prompts, G]``: the rewards the advantages are computed from (guided
+    rollouts are rewarded on prefix + continuation; SFT-routed groups have 0). ``routes`` says per
+    prompt what it was trained with: ``rl``, ``sft`` (interleaved, or a progressive prefix that is
+    the whole trace) or ``prefix`` (prefix-guided rollouts).
+    ``sample_rewards``, ``correct``, ``format_ok``, ``truncated``, ``lengths`` (completion tokens)
+    and ``texts`` describe the policy's own unguided samples of the step (all sequences for pure
+    GRPO; the metrics ``reward``/``accuracy``/... are computed from them).
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    completion_mask: Tensor
+    model_kwargs: dict
+    rewards: Tensor
+    correct: Tensor
+    format_ok: Tensor
+    truncated: Tensor
+    lengths: Tensor
+    texts: list[str] = field(default_factory=list)
+    sft_weight: Tensor | None = None
+    sample_rewards: Tensor | None = None
+    routes: list[str] = field(default_factory=list)
+    prefix_fraction: float = float("nan")
+
+    def __post_init__(self):
+        if self.sft_weight is None:
+            self.sft_weight = torch.zeros(self.input_ids.shape, dtype=torch.float32)
+        if self.sample_rewards is None:
+            self.sample_rewards = self.rewards.reshape(-1)
+        if not self.routes:
+            self.routes = ["rl"] * int(self.rewards.shape[0])
+
+    @property
+    def num_sequences(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def trained_mask(self) -> Tensor:
+        """Tokens that get any loss (RL or SFT), ``[N, L]`` bool."""
+        return self.completion_mask.bool() | (self.sft_weight > 0)
 
 
 @dataclass

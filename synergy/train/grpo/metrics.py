@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from synergy.train.grpo.rollouts import Rollouts
+from synergy.train.grpo.batch import Rollouts
 from synergy.train.losses import kl_k3
 
 METRIC_COLUMNS = (

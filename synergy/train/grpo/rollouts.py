@@ -15,71 +15,15 @@ credit); no overlong masking or penalty (verl's default).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
 
 from synergy.config import GRPOSettings
 from synergy.grading import Grader, grade_row, reward
 from synergy.prompts import build_prompt
-from synergy.train.grpo.batch import StepSequences, pack
+from synergy.train.grpo.batch import Rollouts, StepSequences, pack
 from synergy.train.grpo.hybrid import HybridPlan, route_zero_pass
 from synergy.train.grpo.sampling import sample_groups, stop_ids
-
-
-@dataclass
-class Rollouts:
-    """One step's batch: G sequences per prompt, prompt-major (sequence ``i * G + j`` is sample j of prompt i).
-
-    ``input_ids``/``attention_mask``/``completion_mask``/``sft_weight`` are ``[N, L]``: the prompt
-    (processor encoding, image placeholders expanded, plus any assistant prefix) followed by the
-    completion ids exactly as generated, left-padded. ``completion_mask`` marks the tokens that get
-    the RL loss (the completions, stop token included, of RL-routed groups); ``sft_weight`` is the
-    SFT weight of each token (0 = no SFT loss): an external trace, or its prefix (paper §3.1).
-    ``model_kwargs`` holds the per-sequence images (``pixel_values``, ``image_grid_thw`` in row
-    order, ``images_per_row``) and ``mm_token_type_ids`` when the processor returns it; empty for
-    text-only batches.
-    ``rewards`` is ``[num_prompts, G]``: the rewards the advantages are computed from (guided
-    rollouts are rewarded on prefix + continuation; SFT-routed groups have 0). ``routes`` says per
-    prompt what it was trained with: ``rl``, ``sft`` (interleaved, or a progressive prefix that is
-    the whole trace) or ``prefix`` (prefix-guided rollouts).
-    ``sample_rewards``, ``correct``, ``format_ok``, ``truncated``, ``lengths`` (completion tokens)
-    and ``texts`` describe the policy's own unguided samples of the step (all sequences for pure
-    GRPO; the metrics ``reward``/``accuracy``/... are computed from them).
-    """
-
-    input_ids: Tensor
-    attention_mask: Tensor
-    completion_mask: Tensor
-    model_kwargs: dict
-    rewards: Tensor
-    correct: Tensor
-    format_ok: Tensor
-    truncated: Tensor
-    lengths: Tensor
-    texts: list[str] = field(default_factory=list)
-    sft_weight: Tensor | None = None
-    sample_rewards: Tensor | None = None
-    routes: list[str] = field(default_factory=list)
-    prefix_fraction: float = float("nan")
-
-    def __post_init__(self):
-        if self.sft_weight is None:
-            self.sft_weight = torch.zeros(self.input_ids.shape, dtype=torch.float32)
-        if self.sample_rewards is None:
-            self.sample_rewards = self.rewards.reshape(-1)
-        if not self.routes:
-            self.routes = ["rl"] * int(self.rewards.shape[0])
-
-    @property
-    def num_sequences(self) -> int:
-        return int(self.input_ids.shape[0])
-
-    @property
-    def trained_mask(self) -> Tensor:
-        """Tokens that get any loss (RL or SFT), ``[N, L]`` bool."""
-        return self.completion_mask.bool() | (self.sft_weight > 0)
 
 
 def _sample_and_grade(seqs: StepSequences, batch: list[int], draw, seed: int, prefixes: dict[int, str],

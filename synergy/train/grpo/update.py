@@ -24,9 +24,8 @@ import torch
 from torch import Tensor
 
 from synergy.train.core import TrainingDiverged, check_finite
-from synergy.train.grpo.batch import select
+from synergy.train.grpo.batch import Rollouts, select
 from synergy.train.grpo.metrics import mean
-from synergy.train.grpo.rollouts import Rollouts
 from synergy.train.grpo.run import Run
 from synergy.train.losses import grpo_loss, token_logprobs
 

@@ -1,0 +1,126 @@
+"""What the data, training and merge rules read, and their per-job seeds and settings (config -> paths, params)."""
+
+from __future__ import annotations
+
+import zlib
+
+from synergy.config import SetSpec, StudyConfig
+from synergy.workflow.paths import (
+    BASE_MODEL_DIR,
+    BENCH_PATH,
+    EVAL_PATH,
+    MIXING_PATH,
+    MODEL_DIR,
+    TRAIN_PATH,
+    TRAIN_SAMPLES_PATH,
+)
+
+
+def bench_spec(study: StudyConfig, bench: str) -> SetSpec:
+    for spec in study.benchmarks:
+        if spec.name == bench:
+            return spec
+    raise KeyError(f"no benchmark named {bench!r} in the study config (have {study.bench_names})")
+
+
+def train_spec(study: StudyConfig, name: str) -> SetSpec:
+    for spec in study.train_sets:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no train set named {name!r} in the study config (have {study.train_set_names})")
+
+
+def synthetic_bench_paths(study: StudyConfig) -> list[str]:
+    """Benchmarks every synthetic training set must be disjoint from."""
+    return [BENCH_PATH.format(bench=b.name) for b in study.benchmarks if b.loader == "synthetic"]
+
+
+def train_templates(study: StudyConfig, spec: SetSpec) -> dict[str, float]:
+    """A train set's template weights; ``all`` = every template any benchmark uses, equally weighted."""
+    if spec.templates != "all":
+        return dict(spec.templates)
+    names = sorted({t for b in study.benchmarks if isinstance(b.templates, dict) for t in b.templates})
+    return {t: 1.0 for t in names}
+
+
+def derived_seed(seed: int, *names: str) -> int:
+    """A seed for one job, stable when other benchmarks or arms are added or removed."""
+    return (seed * 1_000_003 + zlib.crc32("/".join(names).encode())) % (2**31 - 1)
+
+
+def tokenizer_corpus_paths(study: StudyConfig) -> list[str]:
+    """Training sets whose text the tiny tokenizer is trained on (never the benchmarks)."""
+    return [TRAIN_PATH.format(set=t.name) for t in study.train_sets]
+
+
+def model_dir(study: StudyConfig, arm: str) -> str:
+    """The HF directory of an arm: the base model for kind base, else the arm's own."""
+    return BASE_MODEL_DIR if study.arm(arm).kind == "base" else MODEL_DIR.format(arm=arm)
+
+
+def arms_of_kind(study: StudyConfig, *kinds: str) -> list[str]:
+    return [a.name for a in study.arms if a.kind in kinds]
+
+
+def eval_paths(study: StudyConfig, arms) -> list[str]:
+    return [EVAL_PATH.format(arm=a, bench=b) for a in arms for b in study.bench_names]
+
+
+def grpo_inputs(study: StudyConfig, arm: str) -> dict[str, str]:
+    """Extra inputs of a GRPO arm: the base model's rollouts on its queries when it drops easy ones or
+    when a hybrid arm decides zero-pass questions offline (paper §2.2, §3.1)."""
+    spec = study.arm(arm)
+    s = study.arm_settings(arm)
+    if s.drop_easy or (s.hybrid != "none" and s.zero_pass == "offline"):
+        return {"base_samples": TRAIN_SAMPLES_PATH.format(set=spec.train_set)}
+    return {}
+
+
+def sft_data_path(study: StudyConfig, arm: str) -> str:
+    """The rows an SFT-style arm trains on: its train set, or for kind mixing the mixed set built for it."""
+    spec = study.arm(arm)
+    if spec.kind == "mixing":
+        return MIXING_PATH.format(arm=arm)
+    return TRAIN_PATH.format(set=spec.train_set)
+
+
+def merge_inputs(study: StudyConfig, arm: str) -> dict[str, str]:
+    """The model folders a merged arm is computed from: rl, sft and (TIES) base."""
+    spec, m = study.arm(arm), study.merging
+    if spec.kind != "merge" or m is None:
+        raise KeyError(f"arm {arm!r} is not a merged arm")
+    out = {"rl": model_dir(study, m.rl_arm), "sft": model_dir(study, m.sft_arm)}
+    if spec.method == "ties":
+        out["base"] = model_dir(study, m.base_arm)
+    return out
+
+
+def merge_settings(study: StudyConfig, arm: str) -> dict:
+    """Method, SFT ratio and the method's settings of a merged arm (params of rule merge_models)."""
+    spec, m = study.arm(arm), study.merging
+    return {"method": spec.method, "sft_ratio": float(spec.sft_ratio), "density": m.ties.density,
+            "scale": m.ties.scale, "dot_threshold": m.slerp.dot_threshold}
+
+
+def arm_priority(study: StudyConfig, arm: str) -> int:
+    """Scheduling priority of an arm's training job: 1 + how many trainings or merges wait on it in a row.
+
+    An arm nothing builds on gets 1 (above evaluations and tables, 0: long jobs first); an arm that
+    another starts from, samples a mixing set from or merges with gets 1 + its dependants' highest.
+    Snakemake starts ready jobs of higher priority first, so the longest chain (e.g. rl -> mixing set
+    -> mixing SFT) starts early instead of finishing alone on an otherwise idle machine.
+    """
+    from synergy.config import arm_parents
+
+    children: dict[str, list[str]] = {a: [] for a in study.arm_names}
+    for a in study.arms:
+        for parent in arm_parents(a.to_dict(), study.raw):
+            children[parent].append(a.name)
+    memo: dict[str, int] = {}
+
+    def height(name: str) -> int:
+        if name not in memo:
+            memo[name] = 1 + max((height(c) for c in children[name]), default=0)
+        return memo[name]
+
+    return height(arm)
