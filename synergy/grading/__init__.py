@@ -65,7 +65,8 @@ Design choices:
 from __future__ import annotations
 
 from synergy.grading.extraction import FORMAT_NOTE, check_format, extract_answer
-from synergy.grading.grader import STATUSES, Grade, Grader, _global_grader, grade, grade_row, reward
+from synergy.grading.grader import STATUSES, Grade, Grader, grade, grade_row, reward
+from synergy.grading.grader import _global_grader as _global_grader
 
 __all__ = ["FORMAT_NOTE", "STATUSES", "Grade", "Grader", "check_format", "extract_answer", "grade", "grade_row",
            "reward"]

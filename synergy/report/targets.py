@@ -40,7 +40,6 @@ from synergy.workflow import (
     table_names,
 )
 
-
 __all__ = ["APPENDIX", "FIGURES", "FIGURE_PATH", "GAIN_TABLE", "REPORT_ORDER", "REPORT_PATH", "REPORT_TABLES", "SYNERGY",
            "WORDS_TABLE", "BootstrapSettings", "FigureDef", "ReportConfig", "WordSettings", "base_arm", "code_file",
            "config_hash", "figure_arms", "figure_inputs", "figure_spec", "figure_targets", "gain_inputs", "gain_pairs",

@@ -65,30 +65,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
-import random
-import re
-import shutil
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from synergy.config import SFTSettings
-from synergy.data.schema import DataError, validate_rows
-from synergy.models import count_parameters, freeze_vision, load_model, save_model
-from synergy.prompts import build_prompt
+from synergy.data.schema import DataError
+from synergy.models import count_parameters, freeze_vision, load_model
 from synergy.train.core import (
     Checkpointer,
     MetricsLog,
     OptimSettings,
-    TrainingDiverged,
     build_accelerator,
     build_optimizer,
     check_finite,
@@ -96,12 +88,29 @@ from synergy.train.core import (
     fingerprint,
     resume_settings,
 )
-from synergy.train.sft import IGNORE_INDEX, collate_sft, sft_loss
+from synergy.train.sft import sft_loss
+from synergy.train.sft_batches import (
+    check_rows,
+    collate,
+    epoch_batches,
+    label_tokens,
+    micro_batches,
+    split_train_val,
+)
+from synergy.train.sft_epochs import (
+    SUMMARY_NAME,
+    choose_epoch,
+    diverged,
+    global_sum,
+    is_deepspeed,
+    publish,
+    save_epoch_model,
+    set_sync,
+)
 
 log = logging.getLogger("synergy.train")
 
 METRIC_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "tokens", "seconds", "val_loss")
-SUMMARY_NAME = "training_summary.json"
 PROGRESS_LOG = "train_log.parquet"
 """The metrics so far, under ``state_dir`` while the arm trains (``log_path`` appears only with the model)."""
 
@@ -109,114 +118,7 @@ __all__ = ["METRIC_COLUMNS", "SUMMARY_NAME", "split_train_val", "train_sft"]
 
 
 # --------------------------------------------------------------------------------------------
-# data
-
-
-def _row_rank(row_id: str, seed: int) -> str:
-    return hashlib.sha256(f"{seed}\x00{row_id}".encode()).hexdigest()
-
-
-def split_train_val(rows: Sequence[Mapping], val_fraction: float, seed: int) -> tuple[list, list]:
-    """Split ``rows`` into (train, validation), deterministically by a hash of row id and ``seed``.
-
-    ``round(val_fraction * n)`` rows (at least 1 when ``val_fraction > 0`` and ``n >= 2``, at most
-    ``n - 1``) go to validation: those whose ``sha256(seed, id)`` ranks lowest. The split depends
-    only on the ids and the seed, not on the order of ``rows``; both parts keep the input order.
-    """
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    rows = list(rows)
-    n = len(rows)
-    n_val = 0
-    if val_fraction > 0 and n >= 2:
-        n_val = min(n - 1, max(1, int(round(val_fraction * n))))
-    ranked = sorted(range(n), key=lambda i: (_row_rank(str(rows[i]["id"]), seed), i))
-    val_idx = set(ranked[:n_val])
-    train = [r for i, r in enumerate(rows) if i not in val_idx]
-    val = [r for i, r in enumerate(rows) if i in val_idx]
-    return train, val
-
-
-def _check_rows(rows: Sequence[Mapping]) -> None:
-    validate_rows(rows)
-    for row in rows:
-        resp = row.get("response")
-        if not isinstance(resp, str) or not resp.strip():
-            raise DataError(f"row id={row.get('id')!r}: no response; SFT rows need a reference trace")
-
-
-def _clean_response(text: str) -> str:
-    return text.lstrip("\n")
-
-
-def _collate(processor, rows: Sequence[Mapping], cfg: SFTSettings, image_position: str) -> dict:
-    prompts = [build_prompt(r, cfg.reasoning_instruction, image_position) for r in rows]
-    responses = [_clean_response(r["response"]) for r in rows]
-    try:
-        return collate_sft(processor, prompts, responses, max_length=cfg.max_length)
-    except ValueError as exc:
-        m = re.match(r"row (\d+): (\d+) tokens > max_length", str(exc))
-        if m:
-            rid = rows[int(m.group(1))]["id"]
-            raise DataError(f"row id={rid!r}: {m.group(2)} tokens > sft max_length {cfg.max_length}; sequences are "
-                            "never truncated (that could cut image tokens): raise max_length or drop the row") from exc
-        raise
-
-
-def _label_tokens(batch: Mapping[str, torch.Tensor]) -> int:
-    """Label tokens that enter the loss (targets are labels shifted by one, as in ``sft_loss``)."""
-    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-
-
-def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """Row indices of each optimiser step of ``epoch`` (0-based): a shuffle seeded by (seed, epoch)."""
-    order = list(range(n))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-
-
-# --------------------------------------------------------------------------------------------
-# helpers on the accelerator
-
-
-def _global_sum(accelerator, value: float) -> float:
-    if accelerator.num_processes == 1:
-        return float(value)
-    t = torch.tensor([float(value)], dtype=torch.float64, device=accelerator.device)
-    return float(accelerator.reduce(t, reduction="sum").item())
-
-
-def _is_deepspeed(accelerator) -> bool:
-    from accelerate.utils import DistributedType
-
-    return accelerator.distributed_type == DistributedType.DEEPSPEED
-
-
-def _set_sync(accelerator, sync: bool) -> None:
-    # accelerate reads this flag in backward (DeepSpeed accumulation boundary) and optimizer.step
-    accelerator.gradient_state._set_sync_gradients(sync)
-
-
-def _length_key(row: Mapping) -> int:
-    """A row's rough length: characters of question and response, plus a fixed share per image."""
-    return len(row.get("question") or "") + len(row.get("response") or "") + 400 * len(row.get("images") or ())
-
-
-def _micro_batches(rows: list[Mapping], accelerator, micro_batch_size: int) -> list[tuple[list[Mapping], bool]]:
-    """This process's micro-batches of one optimiser batch: (rows, real); the same count on every rank.
-
-    The batch's rows are ordered by length first (stable), so each micro-batch holds rows of similar
-    length and pads less. The optimiser step is the same: the loss is the sum over the batch's label
-    tokens divided by their count, whichever micro-batch a row lands in.
-    """
-    n_proc, rank = accelerator.num_processes, accelerator.process_index
-    mine = sorted(rows, key=_length_key)[rank::n_proc]
-    n_micro = math.ceil(math.ceil(len(rows) / n_proc) / micro_batch_size)
-    out = []
-    for k in range(n_micro):
-        chunk = mine[k * micro_batch_size : (k + 1) * micro_batch_size]
-        out.append((chunk, True) if chunk else (rows[:1], False))
-    return out
+# the trainer (sft_loss and _validation_loss are looked up here, so tests can replace them)
 
 
 def _validation_loss(model, processor, val_rows: Sequence[Mapping], cfg: SFTSettings, image_position: str,
@@ -229,70 +131,15 @@ def _validation_loss(model, processor, val_rows: Sequence[Mapping], cfg: SFTSett
     nll, tokens = 0.0, 0
     try:
         with torch.no_grad():
-            for chunk, real in _micro_batches(list(val_rows), accelerator, cfg.micro_batch_size):
-                mean, n = sft_loss(model, _collate(processor, chunk, cfg, image_position))
+            for chunk, real in micro_batches(list(val_rows), accelerator, cfg.micro_batch_size):
+                mean, n = sft_loss(model, collate(processor, chunk, cfg, image_position))
                 if real:
                     nll += float(mean) * n
                     tokens += n
     finally:
         model.train(was_training)
-    nll, tokens = _global_sum(accelerator, nll), _global_sum(accelerator, tokens)
+    nll, tokens = global_sum(accelerator, nll), global_sum(accelerator, tokens)
     return nll / tokens if tokens else None
-
-
-def _save_epoch_model(accelerator, model, processor, path: Path) -> None:
-    unwrapped = accelerator.unwrap_model(model)
-    ctx = contextlib.nullcontext()
-    if _is_deepspeed(accelerator) and accelerator.state.deepspeed_plugin.zero_stage == 3:
-        import deepspeed
-
-        ctx = deepspeed.zero.GatheredParameters(list(unwrapped.parameters()), modifier_rank=None)
-    with ctx:
-        if accelerator.is_main_process:
-            save_model(unwrapped, processor, path)
-    accelerator.wait_for_everyone()
-
-
-def _publish(epoch_dir: Path, out_dir: Path, summary: Mapping[str, Any]) -> None:
-    """Copy ``epoch_dir`` plus the summary to ``out_dir`` atomically (sibling temp folder, rename)."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:8]
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{token}"
-    old = out_dir.parent / f".{out_dir.name}.old-{token}"
-    try:
-        shutil.copytree(epoch_dir, tmp)
-        (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _choose_epoch(val_losses: list[float | None], select: str) -> tuple[int, str]:
-    """(1-based epoch, how it was chosen)."""
-    last = len(val_losses)
-    if select == "last":
-        return last, "last"
-    scored = [(v, k + 1) for k, v in enumerate(val_losses) if v is not None]
-    if not scored:
-        log.warning("select=best_val_loss but there are no validation rows (val_fraction 0 or too few rows): "
-                    "using the last epoch")
-        return last, "last (no validation rows)"
-    return min(scored)[1], "best_val_loss"
-
-
-def _diverged(what: str, value: float, step: int, checkpointer: Checkpointer) -> TrainingDiverged:
-    last = checkpointer.latest()
-    where = f"the last good state is {last[0]} (step {last[1]['step']})" if last else "no state was saved yet"
-    return TrainingDiverged(f"{what} became {value} at step {step}; training stopped, {where}. "
-                            "A rerun with the same settings resumes from it (a transient fault); with other settings "
-                            "(e.g. a lower learning rate) the arm starts over.")
-
-
-# --------------------------------------------------------------------------------------------
-# the trainer
 
 
 def train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Path, *, log_path: str | Path,
@@ -325,7 +172,7 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
     t_start = time.monotonic()
     init_dir, out_dir, state_dir = Path(init_dir), Path(out_dir), Path(state_dir)
     rows = list(rows)
-    _check_rows(rows)
+    check_rows(rows)
     if cfg.epochs < 1:
         raise ValueError(f"sft epochs must be >= 1, got {cfg.epochs}")
     if cfg.save_every_steps < 1:
@@ -349,12 +196,12 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
         model.config.use_cache = False
     model.train()
 
-    steps_per_epoch = len(_epoch_batches(len(train_rows), cfg.batch_size, seed, 0))
+    steps_per_epoch = len(epoch_batches(len(train_rows), cfg.batch_size, seed, 0))
     total_steps = steps_per_epoch * cfg.epochs
     optim = OptimSettings(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
                           schedule=cfg.schedule, min_lr_ratio=cfg.min_lr_ratio, max_grad_norm=cfg.max_grad_norm)
     opt, sched = build_optimizer(model, optim, total_steps)
-    if _is_deepspeed(accelerator):
+    if is_deepspeed(accelerator):
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
         ds_config["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
         ds_config["train_batch_size"] = cfg.micro_batch_size * grad_accum * accelerator.num_processes
@@ -388,13 +235,13 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
                 "seconds": seconds_before + time.monotonic() - t_start, "tokens": total_tokens}
 
     for epoch in range(start_epoch, cfg.epochs):
-        batches = _epoch_batches(len(train_rows), cfg.batch_size, seed, epoch)
+        batches = epoch_batches(len(train_rows), cfg.batch_size, seed, epoch)
         for b in range(start_batch if epoch == start_epoch else 0, len(batches)):
             t0 = time.monotonic()
             batch_rows = [train_rows[i] for i in batches[b]]
-            micro = [(_collate(processor, chunk, cfg, image_position), real)
-                     for chunk, real in _micro_batches(batch_rows, accelerator, cfg.micro_batch_size)]
-            tokens = int(_global_sum(accelerator, sum(_label_tokens(mb) for mb, real in micro if real)))
+            micro = [(collate(processor, chunk, cfg, image_position), real)
+                     for chunk, real in micro_batches(batch_rows, accelerator, cfg.micro_batch_size)]
+            tokens = int(global_sum(accelerator, sum(label_tokens(mb) for mb, real in micro if real)))
             if tokens == 0:
                 raise DataError(f"optimiser step {step + 1} has no label tokens (rows {[r['id'] for r in batch_rows]})")
             # accelerate (and DeepSpeed) divide by grad_accum, DDP averages over processes: undo both
@@ -404,8 +251,8 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
             try:
                 for k, (mb, real) in enumerate(micro):
                     last = k == len(micro) - 1
-                    _set_sync(accelerator, last)
-                    ctx = contextlib.nullcontext() if last or _is_deepspeed(accelerator) else accelerator.no_sync(model)
+                    set_sync(accelerator, last)
+                    ctx = contextlib.nullcontext() if last or is_deepspeed(accelerator) else accelerator.no_sync(model)
                     with ctx:
                         mean, n = sft_loss(model, mb)
                         check_finite(mean.detach(), step + 1, checkpointer)
@@ -413,17 +260,17 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
                     if real:
                         nll_sum += float(mean.detach()) * n
             finally:
-                _set_sync(accelerator, True)
+                set_sync(accelerator, True)
             grad_norm = accelerator.clip_grad_norm_(params, max_norm)
             grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
-            if not _is_deepspeed(accelerator) and not math.isfinite(grad_norm):
-                raise _diverged("the gradient norm", grad_norm, step + 1, checkpointer)
+            if not is_deepspeed(accelerator) and not math.isfinite(grad_norm):
+                raise diverged("the gradient norm", grad_norm, step + 1, checkpointer)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
             total_tokens += tokens
-            loss = _global_sum(accelerator, nll_sum) / tokens
+            loss = global_sum(accelerator, nll_sum) / tokens
             dt = time.monotonic() - t0
             metrics.append({"step": step, "epoch": epoch + 1, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                             "tokens": tokens, "seconds": dt, "val_loss": None})
@@ -434,13 +281,13 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
             if epoch_end:
                 val = _validation_loss(model, processor, val_rows, cfg, image_position, accelerator)
                 if val is not None and not math.isfinite(val):
-                    raise _diverged("the validation loss", val, step, checkpointer)
+                    raise diverged("the validation loss", val, step, checkpointer)
                 val_losses.append(val)
                 metrics.append({"step": step, "epoch": epoch + 1, "loss": None, "lr": None, "grad_norm": None,
                                 "tokens": None, "seconds": None, "val_loss": val})
                 if val is not None:
                     log.info("epoch %d/%d: validation loss %.4f", epoch + 1, cfg.epochs, val)
-                _save_epoch_model(accelerator, model, processor, state_dir / f"epoch-{epoch + 1}")
+                save_epoch_model(accelerator, model, processor, state_dir / f"epoch-{epoch + 1}")
             if epoch_end or step % cfg.save_every_steps == 0:
                 checkpointer.save(trainer_state(epoch + 1, 0) if epoch_end else trainer_state(epoch, b + 1))
                 if accelerator.is_main_process:
@@ -449,7 +296,7 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
                 log.warning("stopping after step %d (stop_after_steps)", step)
                 return {"stopped": True, "step": step}
 
-    chosen, selected_by = _choose_epoch(val_losses, cfg.select)
+    chosen, selected_by = choose_epoch(val_losses, cfg.select)
     seconds = seconds_before + time.monotonic() - t_start
     step_rows = [r for r in metrics.rows if r.get("loss") is not None]
     last_epoch_losses = [r["loss"] for r in step_rows if r["epoch"] == cfg.epochs]
@@ -475,7 +322,7 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
         "settings": cfg.to_dict(),
     }
     if accelerator.is_main_process:
-        _publish(state_dir / f"epoch-{chosen}", out_dir, summary)
+        publish(state_dir / f"epoch-{chosen}", out_dir, summary)
         metrics.write()
     accelerator.wait_for_everyone()
     checkpointer.clear()

@@ -56,10 +56,8 @@ from synergy.train.grpo.hybrid import HybridPlan, prefix_fraction, zero_pass_ids
 from synergy.train.grpo.loop import train_grpo
 from synergy.train.grpo.metrics import HYBRID_COLUMNS, METRIC_COLUMNS
 from synergy.train.grpo.rollouts import collect_rollouts
-from synergy.train.grpo.sampling import sample_groups as _sample
-from synergy.train.grpo.sampling import stop_ids as _stop_ids
-from synergy.train.grpo.sampling import vision_token_ids as _vision_token_ids
+from synergy.train.grpo.sampling import sample_groups, stop_ids, vision_token_ids
 
 __all__ = ["HYBRID_COLUMNS", "METRIC_COLUMNS", "HybridPlan", "Rollouts", "collect_rollouts", "drop_easy_questions",
            "prefix_fraction", "rollout_rows", "step_row_indices", "step_seed", "train_grpo", "zero_pass_ids"]
-# _sample, _stop_ids, _vision_token_ids: the names the tests (and docs) used before the package split
+_sample, _stop_ids, _vision_token_ids = sample_groups, stop_ids, vision_token_ids  # their names before the package split

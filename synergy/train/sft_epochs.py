@@ -1,0 +1,97 @@
+"""What long-CoT SFT does around its steps (paper §2.1): sums over processes, epoch models, the best epoch.
+
+Each epoch's model is an HF folder ``state_dir/epoch-{k}`` (1-based; ZeRO-3 parameters are gathered to
+save it); the chosen epoch (lowest validation loss, or the last) is copied to ``out_dir`` through a
+sibling temporary folder and a rename, with ``training_summary.json`` inside, so the folder never
+appears half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synergy.models import save_model
+from synergy.train.core import Checkpointer, TrainingDiverged
+
+log = logging.getLogger("synergy.train")
+
+SUMMARY_NAME = "training_summary.json"
+
+
+def global_sum(accelerator, value: float) -> float:
+    if accelerator.num_processes == 1:
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="sum").item())
+
+
+def is_deepspeed(accelerator) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.DEEPSPEED
+
+
+def set_sync(accelerator, sync: bool) -> None:
+    # accelerate reads this flag in backward (DeepSpeed accumulation boundary) and optimizer.step
+    accelerator.gradient_state._set_sync_gradients(sync)
+
+
+def save_epoch_model(accelerator, model, processor, path: Path) -> None:
+    unwrapped = accelerator.unwrap_model(model)
+    ctx = contextlib.nullcontext()
+    if is_deepspeed(accelerator) and accelerator.state.deepspeed_plugin.zero_stage == 3:
+        import deepspeed
+
+        ctx = deepspeed.zero.GatheredParameters(list(unwrapped.parameters()), modifier_rank=None)
+    with ctx:
+        if accelerator.is_main_process:
+            save_model(unwrapped, processor, path)
+    accelerator.wait_for_everyone()
+
+
+def publish(epoch_dir: Path, out_dir: Path, summary: Mapping[str, Any]) -> None:
+    """Copy ``epoch_dir`` plus the summary to ``out_dir`` atomically (sibling temp folder, rename)."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{token}"
+    old = out_dir.parent / f".{out_dir.name}.old-{token}"
+    try:
+        shutil.copytree(epoch_dir, tmp)
+        (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def choose_epoch(val_losses: list[float | None], select: str) -> tuple[int, str]:
+    """(1-based epoch, how it was chosen)."""
+    last = len(val_losses)
+    if select == "last":
+        return last, "last"
+    scored = [(v, k + 1) for k, v in enumerate(val_losses) if v is not None]
+    if not scored:
+        log.warning("select=best_val_loss but there are no validation rows (val_fraction 0 or too few rows): "
+                    "using the last epoch")
+        return last, "last (no validation rows)"
+    return min(scored)[1], "best_val_loss"
+
+
+def diverged(what: str, value: float, step: int, checkpointer: Checkpointer) -> TrainingDiverged:
+    last = checkpointer.latest()
+    where = f"the last good state is {last[0]} (step {last[1]['step']})" if last else "no state was saved yet"
+    return TrainingDiverged(f"{what} became {value} at step {step}; training stopped, {where}. "
+                            "A rerun with the same settings resumes from it (a transient fault); with other settings "
+                            "(e.g. a lower learning rate) the arm starts over.")
