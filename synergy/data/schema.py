@@ -21,12 +21,13 @@ generation, grading and analysis never branch on where a question came from.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
 import pyarrow as pa
 from PIL import Image
+
+from synergy.images import ImageProblem, check_image, decode_image
 
 ANSWER_TYPES = ("multiple_choice", "integer", "float", "text", "expression")
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -80,10 +81,9 @@ def validate_row(row: Mapping, path: str | None = None, *, require_images: bool 
         raise DataError(f"{_where(row, path)}: no image")
     for k, blob in enumerate(row["images"] or []):
         try:
-            with Image.open(io.BytesIO(blob)) as im:
-                im.verify()
-        except Exception as exc:  # PIL raises many types for corrupt data
-            raise DataError(f"{_where(row, path)}: image {k} is unreadable ({type(exc).__name__}: {exc})") from exc
+            check_image(blob)
+        except ImageProblem as exc:
+            raise DataError(f"{_where(row, path)}: image {k} is {exc}") from exc
     try:
         meta = json.loads(row["meta"] or "{}")
     except json.JSONDecodeError as exc:
@@ -123,12 +123,12 @@ def to_table(rows: Iterable[Mapping]) -> pa.Table:
 
 
 def decode_images(row: Mapping, path: str | None = None) -> list[Image.Image]:
-    """Decode a row's images to RGB PIL images; an unreadable one raises DataError naming the row."""
+    """Decode a row's images to RGB PIL images (``synergy.images.decode_image``: the one decoding path);
+    an unusable one raises DataError naming the row, the image and why."""
     out = []
     for k, blob in enumerate(row.get("images") or []):
         try:
-            im = Image.open(io.BytesIO(blob))
-            out.append(im.convert("RGB"))
-        except Exception as exc:
-            raise DataError(f"{_where(row, path)}: image {k} is unreadable ({type(exc).__name__}: {exc})") from exc
+            out.append(decode_image(blob))
+        except ImageProblem as exc:
+            raise DataError(f"{_where(row, path)}: image {k} is {exc}") from exc
     return out
