@@ -11,10 +11,11 @@ fingerprint) and ``checksums.json`` (size and SHA-256 of every other file). It i
   state's size, else an estimate from the model and optimiser) and the space free; the previous
   states are untouched (old states are pruned only after a new one is complete).
 * **A damaged state.** A node that crashed while its page cache held unwritten data, or a copy cut
-  short, can leave a complete-looking state with a truncated or zero-byte file. ``latest`` checks every
+  short, can leave a complete-looking state with a truncated or zero-byte file. ``restore`` checks every
   candidate against its checksums (sizes first, then SHA-256; about 0.6 GB/s on the development machine)
-  and skips a damaged one with a warning naming the file; the main process moves it aside to the hidden
-  ``.damaged-step-NNNNNN`` (a leftover, safe to delete), and the run resumes from the newest good state.
+  on the main process, which skips a damaged one with a warning naming the file and moves it aside to
+  the hidden ``.damaged-step-NNNNNN`` (a leftover, safe to delete); the run resumes from the newest good
+  state (with several processes the main process's choice is broadcast to all).
   A state written before checksums existed is taken as it is.
 """
 
@@ -150,17 +151,12 @@ class Checkpointer:
 
     def _set_aside(self, path: Path, problem: str) -> None:
         aside = path.with_name(f".damaged-{path.name}")
-        log.warning("training state %s is damaged: %s; it is skipped%s", path, problem,
-                    f" and moved to {aside}" if self.accelerator.is_main_process else "")
-        if self.accelerator.is_main_process:
-            shutil.rmtree(aside, ignore_errors=True)
-            try:
-                os.replace(path, aside)
-            except OSError:
-                pass  # another process moved it already
+        log.warning("training state %s is damaged: %s; it is skipped and moved to %s", path, problem, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(path, aside)
 
-    def latest(self) -> tuple[Path, dict] | None:
-        """The newest complete, undamaged state of this run (same fingerprint), or None."""
+    def _choose(self) -> tuple[Path, dict] | None:
+        """The newest undamaged state of this run, checked against its checksums; damaged ones are set aside."""
         skipped = []
         for path in reversed(self._states()):
             problem = state_problem(path)
@@ -177,9 +173,30 @@ class Checkpointer:
             log.warning("ignoring training state %s: it belongs to a run with other settings", path)
         return None
 
+    def latest(self) -> tuple[Path, dict] | None:
+        """The newest complete state of this run whose file sizes match its checksums, or None (cheap, no side
+        effects: for messages; ``restore`` checks the SHA-256 sums too)."""
+        for path in reversed(self._states()):
+            if state_problem(path, hashes=False) is not None:
+                continue
+            state = json.loads((path / STATE_FILE).read_text())
+            if state.get("fingerprint") == self.fingerprint:
+                return path, state
+        return None
+
     def restore(self) -> dict | None:
-        """Load the newest matching state into the accelerator's objects; return its trainer state."""
-        found = self.latest()
+        """Load the newest undamaged matching state into the accelerator's objects; return its trainer state.
+
+        The main process checks the states (sizes and SHA-256) and chooses; with several processes its
+        choice is broadcast, so every rank loads the same state and the files are hashed once.
+        """
+        found = self._choose() if self.accelerator.is_main_process else None
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            box = [None if found is None else (str(found[0]), found[1])]
+            broadcast_object_list(box, from_process=0)
+            found = None if box[0] is None else (Path(box[0][0]), box[0][1])
         if found is None:
             return None
         path, state = found
