@@ -7,9 +7,14 @@ only *extracts* an answer where the grader found none:
 1. Judged samples: those whose rule status is in ``statuses`` (default ``no_answer``, ``ambiguous``);
    truncated samples (no end of thinking) only with ``judge_truncated: true``.
 2. The judge model reads the question (with its options) and the last ``max_response_chars``
-   characters of the response and replies with the final answer only, or ``None``.
+   characters of the response, inside a delimited block, and replies with one verdict line
+   ``ANSWER <token>: <final answer>`` (or ``None``); ``synergy.judge_guard`` builds the prompt, parses
+   the line strictly and checks that the answer occurs in what the judge read.
 3. Its answer is graded by the same grader as ``\\boxed{<answer>}``; ``correct`` becomes that verdict,
-   ``correct_rules`` keeps the rules' one. Samples the judge does not see keep the rules' verdict.
+   ``correct_rules`` keeps the rules' one. Samples the judge does not see keep the rules' verdict, and
+   so do samples whose reply is unusable (``judge_status``: ``unparsed``, ``conflicting``,
+   ``ungrounded``) and samples whose response holds text addressed to a judge (``judge_flagged``,
+   counted in ``judge_effect``; synergy/judge_guard.py says why and how).
 
 Deviations: the judge sees the response text, not the image (as VLMEvalKit's answer extraction);
 the prompt is ours (VLMEvalKit's is GPT-specific and not given in the paper); greedy decoding.
@@ -19,7 +24,6 @@ Scores are reported with and without the judge (``judge_effect`` table).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,16 +31,10 @@ import polars as pl
 
 from synergy.config import SamplingSettings, _Section
 from synergy.grading import Grader, grade_row
+from synergy.judge_guard import frame, grounded, judge_addressed, parse_verdict, verdict_token
 from synergy.prompts import Prompt, format_question
 
 log = logging.getLogger("synergy.judge")
-
-JUDGE_INSTRUCTION = (
-    "Below are a question and the end of a model's response to it. Extract the model's final answer to the "
-    "question. Reply with the final answer only: for a multiple-choice question, the letter of the option the "
-    "model chose; otherwise the value or expression exactly as the model states it. If the response gives no "
-    "final answer, reply with None."
-)
 
 
 @dataclass(frozen=True)
@@ -58,24 +56,11 @@ class JudgeConfig(_Section):
     max_response_chars: int = 4000
 
 
-def judge_prompt(row: Mapping, response: str, max_chars: int) -> Prompt:
-    """A text-only chat prompt asking the judge for the final answer of ``response`` to ``row``."""
+def judge_prompt(row: Mapping, response: str, max_chars: int, token: str) -> Prompt:
+    """A text-only chat prompt asking the judge for the final answer of ``response`` to ``row`` (verdict ``token``)."""
     tail = response[-max_chars:] if len(response) > max_chars else response
-    text = (f"{JUDGE_INSTRUCTION}\n\nQuestion:\n{format_question(row)}\n\nModel response (end):\n{tail}\n\n"
-            f"Final answer:")
+    text = frame(format_question(row), tail, token)
     return Prompt([{"role": "user", "content": [{"type": "text", "text": text}]}], [])
-
-
-_PREFIX_RE = re.compile(r"^(?:final\s+answer|answer|extracted\s+answer)\s*[:：]\s*", re.I)
-
-
-def parse_judge_answer(text: str | None) -> str | None:
-    """The judge's answer: its first non-empty line without an "Answer:" prefix; None for "None" or nothing."""
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    if not lines:
-        return None
-    ans = _PREFIX_RE.sub("", lines[0].strip("`*\"' ")).strip().strip("`*\"'").rstrip(".").strip()
-    return None if not ans or ans.lower() in ("none", "null", "n/a") else ans
 
 
 def to_judge(samples: pl.DataFrame, cfg: JudgeConfig) -> pl.Series:
@@ -87,33 +72,52 @@ def to_judge(samples: pl.DataFrame, cfg: JudgeConfig) -> pl.Series:
 
 
 def apply_judge(samples: pl.DataFrame, rows: Mapping[str, Mapping], judge_texts: Sequence[str | None],
-                grader: Grader, cfg: JudgeConfig) -> pl.DataFrame:
-    """The samples with ``correct_rules``, ``judged``, ``judge_answer``, ``judge_raw`` and the judged ``correct``.
+                grader: Grader, cfg: JudgeConfig, token: str) -> pl.DataFrame:
+    """The samples with ``correct_rules``, ``judged``, ``judge_answer``, ``judge_raw``, ``judge_status``,
+    ``judge_flagged``, ``judge_flags`` and the judged ``correct``.
 
-    ``judge_texts`` holds the judge's reply for every sample selected by ``to_judge``, in order.
+    ``judge_texts`` holds the judge's reply for every sample selected by ``to_judge``, in order, to the
+    prompt ``judge_prompt(..., token)``. ``judge_status`` (judged samples): ``ok`` (the judge's answer
+    was graded), ``none``, ``unparsed``, ``conflicting``, ``ungrounded`` or ``flagged``; only ``ok``
+    changes ``correct``. Every sample is scanned for text addressed to a judge (``judge_flags``: the
+    patterns it matched).
     """
     mask = to_judge(samples, cfg).to_list()
     if sum(mask) != len(judge_texts):
         raise ValueError(f"{len(judge_texts)} judge replies for {sum(mask)} judged samples")
     replies = iter(judge_texts)
-    correct, answers, raws = [], [], []
+    correct, answers, raws, statuses, flags = [], [], [], [], []
     for rec, judged in zip(samples.iter_rows(named=True), mask):
+        response = rec["response"] or ""
+        found = judge_addressed(response)
+        flags.append(", ".join(found) if found else None)
         if not judged:
             correct.append(rec["correct"])
             answers.append(None)
             raws.append(None)
+            statuses.append(None)
             continue
         raw = next(replies)
-        ans = parse_judge_answer(raw)
-        ok = bool(ans) and grade_row(grader, f"\\boxed{{{ans}}}", rows[rec["id"]]).correct
+        row = rows[rec["id"]]
+        ans, status = parse_verdict(raw, token)
+        tail = response[-cfg.max_response_chars:]
+        if status == "ok" and not grounded(ans, tail, list(row.get("options") or [])):
+            status = "ungrounded"
+        if status == "ok" and found:
+            status = "flagged"
+        ok = rec["correct"] if status != "ok" else grade_row(grader, f"\\boxed{{{ans}}}", row).correct
         correct.append(ok)
         answers.append(ans)
         raws.append(raw)
+        statuses.append(status)
     return samples.with_columns(
         pl.col("correct").alias("correct_rules"),
         pl.Series("judged", mask, dtype=pl.Boolean),
         pl.Series("judge_answer", answers, dtype=pl.String),
         pl.Series("judge_raw", raws, dtype=pl.String),
+        pl.Series("judge_status", statuses, dtype=pl.String),
+        pl.Series("judge_flagged", [f is not None for f in flags], dtype=pl.Boolean),
+        pl.Series("judge_flags", flags, dtype=pl.String),
         pl.Series("correct", correct, dtype=pl.Boolean),
     )
 
@@ -134,7 +138,8 @@ def judge_file(eval_path: str, bench_path: str, model_dir: str, cfg: JudgeConfig
     if missing:
         raise ValueError(f"{eval_path}: {len(missing)} sample ids are not questions of {bench_path}, e.g. {missing[0]}")
     picked = samples.filter(to_judge(samples, cfg))
-    prompts = [judge_prompt(rows[r["id"]], r["response"] or "", cfg.max_response_chars)
+    token = verdict_token(seed)
+    prompts = [judge_prompt(rows[r["id"]], r["response"] or "", cfg.max_response_chars, token)
                for r in picked.iter_rows(named=True)]
     texts: list[str] = []
     if prompts:
@@ -146,14 +151,22 @@ def judge_file(eval_path: str, bench_path: str, model_dir: str, cfg: JudgeConfig
         sampling = SamplingConfig(n=1, seed=seed, **cfg.sampling.to_dict())
         texts = [outs[0].text for outs in generate(model, processor, prompts, sampling)]
     with Grader(timeout_s) as grader:
-        out = apply_judge(samples, rows, texts, grader, cfg)
-    log.info("%s: judged %d of %d samples; accuracy %.3f by the rules, %.3f with the judge", eval_path, len(prompts),
-             samples.height, out["correct_rules"].mean(), out["correct"].mean())
+        out = apply_judge(samples, rows, texts, grader, cfg, token)
+    log.info("%s: judged %d of %d samples; accuracy %.3f by the rules, %.3f with the judge; judge replies %s",
+             eval_path, len(prompts), samples.height, out["correct_rules"].mean(), out["correct"].mean(),
+             dict(out["judge_status"].drop_nulls().value_counts().iter_rows()))
+    flagged = out.filter(pl.col("judge_flagged"))
+    if flagged.height:
+        first = flagged.row(0, named=True)
+        log.warning("%s: %d responses hold text addressed to a judge (flagged; the rules' verdict is kept for "
+                    "them), e.g. id %s sample %s: %s", eval_path, flagged.height, first["id"], first["sample"],
+                    first["judge_flags"])
     return out
 
 
 def judge_effect(judged: pl.DataFrame) -> pl.DataFrame:
-    """Per (arm, bench): samples, judged, changed to correct, accuracy (%) by the rules and with the judge."""
+    """Per (arm, bench): samples, judged, changed to correct, judge replies not used, responses flagged for
+    text addressed to a judge, accuracy (%) by the rules and with the judge."""
     from synergy.analysis import by_bench
 
     rules = by_bench(judged.with_columns(pl.col("correct_rules").alias("correct"))).select(
@@ -161,10 +174,12 @@ def judge_effect(judged: pl.DataFrame) -> pl.DataFrame:
     judge = by_bench(judged).select("arm", "bench", pl.col("accuracy").alias("accuracy_judge"), "questions")
     counts = judged.group_by("arm", "bench", maintain_order=True).agg(
         pl.len().alias("samples"), pl.col("judged").sum().alias("judged"),
-        (pl.col("correct") & ~pl.col("correct_rules")).sum().alias("judge_made_correct"))
+        (pl.col("correct") & ~pl.col("correct_rules")).sum().alias("judge_made_correct"),
+        (pl.col("judged") & (pl.col("judge_status") != "ok")).sum().alias("judge_not_used"),
+        pl.col("judge_flagged").sum().alias("flagged"))
     return counts.join(rules, on=["arm", "bench"]).join(judge, on=["arm", "bench"]).select(
-        "arm", "bench", "questions", "samples", "judged", "judge_made_correct", "accuracy_rules", "accuracy_judge")
+        "arm", "bench", "questions", "samples", "judged", "judge_made_correct", "judge_not_used", "flagged",
+        "accuracy_rules", "accuracy_judge")
 
 
-__all__ = ["JudgeConfig", "JudgeModel", "apply_judge", "judge_effect", "judge_file", "judge_prompt",
-           "parse_judge_answer", "to_judge"]
+__all__ = ["JudgeConfig", "JudgeModel", "apply_judge", "judge_effect", "judge_file", "judge_prompt", "to_judge"]

@@ -308,20 +308,27 @@ def save_model(model, processor, out_dir: str | Path, extra_files: Mapping[str, 
     Everything is written to a temporary sibling folder which is then renamed into place; an
     existing ``out_dir`` is replaced (moved aside first, deleted after the rename).
     ``extra_files`` (name -> text, e.g. a training summary) are written into the folder before the
-    rename, so the folder never appears without them.
+    rename, so the folder never appears without them. Running out of space raises ``DiskFull``
+    naming the folder and the space needed; the previous folder stays whole.
     """
+    from synergy.io import disk_full_guard, folder_bytes
+
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:8]
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{token}"
     old = out_dir.parent / f".{out_dir.name}.old-{token}"
+    needed = folder_bytes(out_dir) or sum(p.numel() * p.element_size() for p in model.parameters()) + 10 * 2**20
+    kept = f"The previous {out_dir} is whole." if out_dir.exists() else f"No {out_dir} was written."
     try:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        for name, text in (extra_files or {}).items():
-            if Path(name).name != name:
-                raise ValueError(f"extra file name {name!r} must be a plain file name")
-            (tmp / name).write_text(text)
+        with disk_full_guard(out_dir.parent, needed, f"the model folder {out_dir.name}", kept,
+                             cleanup=lambda: shutil.rmtree(tmp, ignore_errors=True)):
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            for name, text in (extra_files or {}).items():
+                if Path(name).name != name:
+                    raise ValueError(f"extra file name {name!r} must be a plain file name")
+                (tmp / name).write_text(text)
         pickled = sorted(p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
         if pickled:
             raise RuntimeError(f"non-safetensors weight files written: {pickled}")

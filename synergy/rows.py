@@ -3,12 +3,12 @@
 The answer types, the option letters (A, B, ... by position), ``DataError`` (a row is unusable;
 the message names the row id and the file) and image decoding. ``synergy.data.schema`` (the
 schema, validation, Arrow tables), ``synergy.prompts`` (chat formatting) and ``synergy.grading``
-build on this module and not on each other; it imports nothing from synergy.
+build on this module and not on each other; it imports only ``synergy.images`` (the image checks,
+which import nothing from synergy), and that lazily.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 
 from PIL import Image
@@ -28,12 +28,14 @@ def where(row: Mapping, path: str | None) -> str:
 
 
 def decode_images(row: Mapping, path: str | None = None) -> list[Image.Image]:
-    """Decode a row's images to RGB PIL images; an unreadable one raises DataError naming the row."""
+    """Decode a row's images to RGB PIL images (``synergy.images.decode_image``: the one decoding path);
+    an unusable one raises DataError naming the row, the image and why."""
+    from synergy.images import ImageProblem, decode_image
+
     out = []
     for k, blob in enumerate(row.get("images") or []):
         try:
-            im = Image.open(io.BytesIO(blob))
-            out.append(im.convert("RGB"))
-        except Exception as exc:
-            raise DataError(f"{where(row, path)}: image {k} is unreadable ({type(exc).__name__}: {exc})") from exc
+            out.append(decode_image(blob))
+        except ImageProblem as exc:
+            raise DataError(f"{where(row, path)}: image {k} is {exc}") from exc
     return out

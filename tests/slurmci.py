@@ -26,6 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+import yaml
+from tiny_study import tiny_study
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -180,3 +182,69 @@ def job_stats(log: str) -> Counter:
 def local_jobs(log: str) -> Counter:
     """rule -> jobs Snakemake ran on the submitting machine (``localrule <rule>:``)."""
     return Counter(re.findall(r"^localrule (\S+):$", log, re.M))
+
+
+# ------------------------------------------------------------------------------ training studies
+
+SFT_ARM = "sft-long"
+GRPO_ARM = "rl-nodefail"
+GRPO_STEPS = 24
+
+# A very small study (merged over config/config.yaml): one SFT arm of 61 rows in batches of 4, 16 steps
+# per epoch, 3 epochs = 48 steps with a full training state saved after every step; the arm asks
+# for one (fake) GPU so the cancelled job is a GPU job. One GRPO arm on the same rows: 24 steps of
+# 2 prompts x 4 rollouts, a state after every step; interleaved (paper §3.1: a question none of whose
+# rollouts is right gets an SFT loss on its trace), because the 6-step base model's rollouts earn no
+# reward, so plain GRPO would never change a weight and the comparison with the uninterrupted run
+# would prove nothing. Both arms start from the same base model, built once (``train_inputs``).
+TRAIN_STUDY = tiny_study(
+    "preemption",
+    sft={"epochs": 3, "batch_size": 4, "micro_batch_size": 4, "save_every_steps": 1},
+    grpo={"learning_rate": 1.0e-4, "steps": GRPO_STEPS, "prompts_per_step": 2, "mini_batch_size": 2,
+          "num_generations": 4, "micro_batch_size": 8, "max_new_tokens": 16, "temperature": 1.0, "save_every_steps": 1,
+          "hybrid": "interleaved"},
+    arms=[{"name": "base", "kind": "base"}, {"name": SFT_ARM, "kind": "sft", "train_set": "pretrain"},
+          {"name": GRPO_ARM, "kind": "grpo", "train_set": "pretrain"}],
+    resources={"default": {"mem_mb": 2000, "runtime": 15}, "train_sft": {"gpus": 1, "cpus_per_gpu": 1}},
+)
+
+
+def snakemake_cmd(wd: Path, config: Path, *args: str) -> list[str]:
+    # targets and options before --configfile (it takes several values)
+    return [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), *args,
+            "--configfile", str(ROOT / "config/config.yaml"), str(config)]
+
+
+def slurm_cmd(wd: Path, config: Path, *args: str) -> list[str]:
+    # --retries 0: the cancelled job fails this run instead of being resubmitted by it
+    return snakemake_cmd(wd, config, "--profile", str(ROOT / "profiles/slurm-local"), "--retries", "0", *args)
+
+
+_INPUTS: dict[str, tuple[Path, Path]] = {}
+
+
+def train_inputs(tmp_path_factory) -> tuple[Path, Path]:
+    """``(root, config)``: TRAIN_STUDY's config and its arms' inputs (data, base model) in ``root/inputs``, built
+    locally once per session (only training jobs go through Slurm); tests copy them (``copy_inputs``)."""
+    if "inputs" not in _INPUTS:
+        require_cluster()
+        root = tmp_path_factory.mktemp("train-on-slurm")
+        config = root / "study.yaml"
+        config.write_text(yaml.safe_dump(TRAIN_STUDY))
+        t0 = time.monotonic()
+        prep = subprocess.run(snakemake_cmd(root / "inputs", config, "--cores", "2", "results/models/base",
+                                            "results/data/train/pretrain.parquet"),
+                              capture_output=True, text=True, env=job_env(), timeout=600)
+        assert prep.returncode == 0, prep.stderr[-5000:]
+        print(f"\nSlurm training tests' inputs (data, base model, locally): {time.monotonic() - t0:.1f} s",
+              file=sys.stderr)
+        _INPUTS["inputs"] = (root, config)
+    return _INPUTS["inputs"]
+
+
+def copy_inputs(inputs: tuple[Path, Path], *names: str) -> list[Path]:
+    """Fresh study folders ``root/<name>`` holding copies of the inputs."""
+    root, _ = inputs
+    for name in names:
+        shutil.copytree(root / "inputs", root / name, symlinks=True)
+    return [root / name for name in names]

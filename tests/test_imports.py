@@ -19,13 +19,13 @@ PACKAGE = ROOT / "synergy"
 
 # Lowest first; a module may import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("synergy.rows", "synergy.io", "synergy.logs")),
+    ("foundation", ("synergy.rows", "synergy.images", "synergy.io", "synergy.logs")),
     ("questions", ("synergy.prompts", "synergy.data", "synergy.grading")),
     ("config", ("synergy.config", "synergy.resources")),
     ("models and generation", ("synergy.models", "synergy.generate", "synergy.shards", "synergy.analysis",
                                "synergy.difficulty")),
     ("stages", ("synergy.train", "synergy.pretrain", "synergy.sampling", "synergy.mixing", "synergy.merge",
-                "synergy.judge", "synergy.regrade", "synergy.launch")),
+                "synergy.judge", "synergy.judge_guard", "synergy.regrade", "synergy.launch")),
     ("workflow", ("synergy.workflow",)),
     ("report", ("synergy.report",)),
 ]

@@ -29,6 +29,7 @@ from synergy.data.suite import build_benchmark
 from synergy.grading import STATUSES, Grader
 from synergy.io import read_rows
 from synergy.regrade import regrade_samples
+from test_images import _animated_gif, _bomb
 
 ROOT = Path(__file__).resolve().parent.parent
 RAW = yaml.safe_load((ROOT / "config/config.yaml").read_text())
@@ -114,6 +115,15 @@ DATA_CASES = [
     ("unknown answer type", _with(0, answer_type="number"), r"row id='b/00000' in \S+: answer_type 'number' not in"),
     ("meta that is not JSON", _with(3, meta="{oops"), r"row id='b/00003' in \S+: meta is not JSON"),
     ("empty id", _with(2, id=""), r"empty or non-string id"),
+    # images as datasets ship them (issue 20; each accepted form has its own test in tests/test_images.py)
+    ("decompression-bomb image", _with(1, images=[_bomb()]),
+     r"row id='b/00001' in \S+: image 0 is refused: 8000x8000 = 64000000 pixels is more than the limit"),
+    ("SVG instead of an image", _with(2, images=[b'<svg xmlns="http://www.w3.org/2000/svg"/>']),
+     r"row id='b/00002' in \S+: image 0 is unreadable \(an SVG \(vector\) file"),
+    ("text file instead of an image", _with(0, images=[b"question,answer\n"]),
+     r"row id='b/00000' in \S+: image 0 is unreadable \(text, not an image"),
+    ("animated GIF", _with(3, images=[_animated_gif()]),
+     r"row id='b/00003' in \S+: image 0 is refused: an animated or multi-page GIF with 3 frames"),
 ]
 
 

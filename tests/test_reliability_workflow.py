@@ -206,3 +206,32 @@ def test_no_log_shows_the_hub_token(runs):
     assert TOKEN not in runs["rerun"].stdout + runs["rerun"].stderr
     # the jobs loaded their models with trust_remote_code from the config (off)
     assert "trust_remote_code=False" in (runs["a"] / "logs/evaluate/base.log").read_text()
+
+
+def _older(wd: Path, order: list[Path]) -> None:
+    """Give the files of ``order`` modification times a day ago, one second apart in that order."""
+    t = time.time() - 86400
+    for k, p in enumerate(order):
+        os.utime(p, (t + k, t + k))
+
+
+def test_results_restored_with_older_times_rerun_until_touched(runs, tmp_path):
+    """A backup restored with older times (docs/reliability.md, "Results restored from a backup"): Snakemake reruns
+    every job whose output is older than an input or its script, and everything after it; ``--touch`` marks the
+    restored outputs up to date without rewriting them."""
+    import shutil
+
+    c = tmp_path / "c"
+    shutil.copytree(runs["b"], c, symlinks=True)  # B is complete for these targets
+    targets = (LEVELS, EVAL, MODEL)
+    files = sorted(p for p in (c / "results").rglob("*") if p.is_file())
+    before = {p: _digest(p) for p in files}
+    _older(c, files[::-1])                        # restored in an arbitrary order (here: reverse path order)
+    dry = _snakemake(c, runs["config"], *targets, extra=("-n",))
+    reasons = set(re.findall(r"reason: ([^:\n]+)", dry.stdout + dry.stderr))
+    assert "Nothing to be done" not in dry.stdout + dry.stderr
+    assert {"Code has changed since last execution", "Input files updated by another job"} & reasons, reasons
+    _snakemake(c, runs["config"], *targets, extra=("--touch",))
+    dry = _snakemake(c, runs["config"], *targets, extra=("-n",))
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    assert {p: _digest(p) for p in files} == before  # nothing was recomputed or rewritten

@@ -8,6 +8,8 @@ of .ci/slurm-up.sh with real sbatch, sacct and scancel, nothing mocked.
   The run is the session's one smoke run (tests/slurmci.py), whose outputs tests/test_e2e.py checks.
 * Preemption: a training job cancelled mid-run with ``scancel`` and resubmitted by a second Snakemake
   run resumes from its last saved state and ends with the model of an uninterrupted run.
+  Its inputs (data, base model) are built once per session (tests/slurmci.py ``train_inputs``) and
+  shared with the node-failure tests of tests/test_slurm_faults.py.
 
 CI (``.ci/run``) sets SYNERGY_SLURM_CI=1: these tests then fail, not skip, without the cluster. Elsewhere
 they skip unless it is up (``sudo bash .ci/slurm-up.sh``).
@@ -15,7 +17,6 @@ they skip unless it is up (``sudo bash .ci/slurm-up.sh``).
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import time
 from collections import Counter
@@ -23,10 +24,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
-from tiny_study import tiny_study
 
-from slurmci import ROOT, SNAKEMAKE, job_env, job_stats, local_jobs, require_cluster, rule_of, sacct_jobs, smoke_run
+from slurmci import (SFT_ARM, copy_inputs, job_env, job_stats, local_jobs, require_cluster, rule_of, sacct_jobs,
+                     slurm_cmd, smoke_run, snakemake_cmd, train_inputs)
 
 pytestmark = pytest.mark.slow
 
@@ -85,33 +85,11 @@ def test_gpu_rules_were_granted_gres_gpu_on_the_gpu_partition(slurm_smoke):
 
 # ------------------------------------------------------------------------------------------ preemption
 
-ARM = "sft-long"
+ARM = SFT_ARM
 MODEL = f"results/models/{ARM}"
 TRAIN_LOG = f"results/train_logs/{ARM}.parquet"
 STATE = f"results/train_state/{ARM}"
 CANCEL_AT_STEP = 3
-# A very small study (merged over config/config.yaml): one SFT arm of 61 rows in batches of 4, 16 steps
-# per epoch, 3 epochs = 48 steps with a full training state saved after every step; the arm asks
-# for one (fake) GPU so the cancelled job is a GPU job.
-PREEMPT_STUDY = tiny_study(
-    "preemption",
-    sft={"epochs": 3, "batch_size": 4, "micro_batch_size": 4, "save_every_steps": 1},
-    arms=[{"name": "base", "kind": "base"}, {"name": ARM, "kind": "sft", "train_set": "pretrain"}],
-    resources={"default": {"mem_mb": 2000, "runtime": 15}, "train_sft": {"gpus": 1, "cpus_per_gpu": 1}},
-)
-
-
-def _cmd(wd: Path, config: Path, *args: str) -> list[str]:
-    # targets and options before --configfile (it takes several values)
-    return [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), *args,
-            "--configfile", str(ROOT / "config/config.yaml"), str(config)]
-
-
-def _slurm(wd: Path, config: Path, *args: str) -> list[str]:
-    # --retries 0: the cancelled job fails this run instead of being resubmitted by it
-    return _cmd(wd, config, "--profile", str(ROOT / "profiles/slurm-local"), "--retries", "0", *args)
-
-
 def _state_steps(wd: Path) -> list[int]:
     state = wd / STATE
     if not state.is_dir():
@@ -130,23 +108,19 @@ def _running_train_job(wd: Path) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def preempted(tmp_path_factory):
-    require_cluster()
-    root = tmp_path_factory.mktemp("preempt")
-    config = root / "study.yaml"
-    config.write_text(yaml.safe_dump(PREEMPT_STUDY))
-    a, b = root / "a", root / "b"
+def inputs(tmp_path_factory):
+    return train_inputs(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def preempted(inputs):
+    root, config = inputs
+    a, b = copy_inputs(inputs, "a", "b")  # b: the same inputs, trained uninterrupted for reference
     started = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
-    t0 = time.monotonic()
-    # the arm's inputs (data, base model) locally: only the training job goes through Slurm
-    prep = subprocess.run(_cmd(a, config, "--cores", "2", "results/models/base", "results/data/train/pretrain.parquet"),
-                          capture_output=True, text=True, env=job_env(), timeout=600)
-    assert prep.returncode == 0, prep.stderr[-5000:]
-    shutil.copytree(a, b, symlinks=True)  # b: the same inputs, trained uninterrupted for reference
-    t1 = time.monotonic()
-    ref = subprocess.Popen(_cmd(b, config, "--cores", "1", MODEL), stdout=subprocess.DEVNULL,
+    t0 = t1 = time.monotonic()
+    ref = subprocess.Popen(snakemake_cmd(b, config, "--cores", "1", MODEL), stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True, env=job_env())
-    first = subprocess.Popen(_slurm(a, config, MODEL), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    first = subprocess.Popen(slurm_cmd(a, config, MODEL), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=job_env())
     job, seen = None, []
     try:
@@ -170,11 +144,11 @@ def preempted(tmp_path_factory):
     seen_after = _state_steps(a)
     model_after = sorted(str(p.relative_to(a)) for p in (a / MODEL).rglob("*")) if (a / MODEL).exists() else None
     log_after = (a / TRAIN_LOG).exists()
-    rerun = subprocess.run(_slurm(a, config, MODEL), capture_output=True, text=True, env=job_env(), timeout=600)
+    rerun = subprocess.run(slurm_cmd(a, config, MODEL), capture_output=True, text=True, env=job_env(), timeout=600)
     t3 = time.monotonic()
     _, ref_err = ref.communicate(timeout=600)
     assert ref.returncode == 0, ref_err[-4000:]
-    times = {"prep_s": t1 - t0, "until_cancel_s": t_cancel - t1, "first_run_exit_s": t2 - t_cancel,
+    times = {"until_cancel_s": t_cancel - t1, "first_run_exit_s": t2 - t_cancel,
              "rerun_s": t3 - t2, "total_s": time.monotonic() - t0}
     print("\npreemption test: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
     return {"a": a, "b": b, "config": config, "job": job, "seen_before_cancel": seen, "seen_after_cancel": seen_after,

@@ -21,7 +21,6 @@ generation, grading and analysis never branch on where a question came from.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -30,6 +29,7 @@ from PIL import Image
 
 from synergy.rows import ANSWER_TYPES, OPTION_LETTERS, DataError, decode_images
 from synergy.rows import where as _where
+from synergy.images import ImageProblem, check_image
 
 __all__ = ["ANSWER_TYPES", "COLUMNS", "OPTION_LETTERS", "SCHEMA", "DataError", "decode_images", "make_row",
            "to_table", "validate_row", "validate_rows"]
@@ -74,10 +74,9 @@ def validate_row(row: Mapping, path: str | None = None, *, require_images: bool 
         raise DataError(f"{_where(row, path)}: no image")
     for k, blob in enumerate(row["images"] or []):
         try:
-            with Image.open(io.BytesIO(blob)) as im:
-                im.verify()
-        except Exception as exc:  # PIL raises many types for corrupt data
-            raise DataError(f"{_where(row, path)}: image {k} is unreadable ({type(exc).__name__}: {exc})") from exc
+            check_image(blob)
+        except ImageProblem as exc:
+            raise DataError(f"{_where(row, path)}: image {k} is {exc}") from exc
     try:
         meta = json.loads(row["meta"] or "{}")
     except json.JSONDecodeError as exc:

@@ -6,10 +6,13 @@ nothing algorithm-specific:
 
 1. optimiser (AdamW) and learning-rate schedule (linear warm-up, then cosine or constant);
 2. full training state saved every N steps and at the end (``accelerator.save_state``: weights,
-   optimiser, scheduler, RNG) plus a JSON of the trainer's own counters, written to a temporary
-   folder and renamed, so a killed job never leaves a state that looks complete;
-3. resume: a rerun of a killed rule restores the newest state whose fingerprint (a hash of the
-   run's resolved settings) matches, and starts over otherwise (stale states are never mixed in);
+   optimiser, scheduler, RNG) plus a JSON of the trainer's own counters and the checksums of every
+   file, written to a temporary folder and renamed, so a killed job never leaves a state that looks
+   complete; a full disk stops with ``DiskFull`` naming the folder and the space needed
+   (``synergy.train.checkpoint``);
+3. resume: a rerun of a killed rule restores the newest undamaged state (checked against its
+   checksums) whose fingerprint (a hash of the run's resolved settings) matches, and starts over
+   otherwise (stale states are never mixed in);
 4. the per-step metrics table (``results/train_logs/{arm}.parquet``), kept inside the state so a
    resumed run continues the same table;
 5. a divergence guard: a NaN or infinite loss stops the run with a clear error, and the last good
@@ -37,7 +40,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,8 @@ import torch
 
 from synergy.config import _Section
 from synergy.io import write_parquet
+# Checkpointer and latest_state are re-exported: the trainers import them from here
+from synergy.train.checkpoint import SCHEDULER_FILE, Checkpointer, _json_default, latest_state  # noqa: F401
 
 log = logging.getLogger("synergy.train")
 
@@ -153,95 +157,6 @@ def resume_settings(settings: Mapping[str, Any]) -> dict:
     return {k: v for k, v in settings.items() if k not in MEMORY_ONLY_KEYS}
 
 
-SCHEDULER_FILE = "scheduler.json"
-
-
-class Checkpointer:
-    """Full training states under ``state_dir/step-NNNNNN`` (atomic), newest ``keep_last`` kept.
-
-    ``scheduler`` (a ``torch.optim.lr_scheduler`` object, optional) is saved as JSON inside each
-    state and restored from it; no pickled custom object is written or read.
-    """
-
-    def __init__(self, accelerator, state_dir: str | Path, run_fingerprint: str, keep_last: int = 2,
-                 scheduler=None):
-        self.accelerator = accelerator
-        self.state_dir = Path(state_dir)
-        self.fingerprint = run_fingerprint
-        self.keep_last = keep_last
-        self.scheduler = scheduler
-
-    def _states(self) -> list[Path]:
-        if not self.state_dir.is_dir():
-            return []
-        return sorted(p for p in self.state_dir.glob("step-*") if (p / "trainer_state.json").is_file())
-
-    def save(self, trainer_state: Mapping[str, Any]) -> Path:
-        """Save weights, optimiser, scheduler, RNG and ``trainer_state`` (must hold ``step``)."""
-        step = int(trainer_state["step"])
-        final = self.state_dir / f"step-{step:06d}"
-        tmp = self.state_dir / f".tmp-step-{step:06d}"
-        if self.accelerator.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(tmp), safe_serialization=True)
-        self.accelerator.wait_for_everyone()  # every rank has written its files (RNG, ZeRO shards) before the rename
-        if self.accelerator.is_main_process:
-            payload = {**trainer_state, "fingerprint": self.fingerprint}
-            if self.scheduler is not None:
-                (tmp / SCHEDULER_FILE).write_text(json.dumps(_scheduler_state(self.scheduler), default=_json_default))
-            (tmp / "trainer_state.json").write_text(json.dumps(payload, default=_json_default))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            for old in self._states()[: -self.keep_last]:
-                shutil.rmtree(old, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        log.info("saved training state at step %d -> %s", step, final)
-        return final
-
-    def latest(self) -> tuple[Path, dict] | None:
-        """The newest complete state of this run (same fingerprint), or None."""
-        for path in reversed(self._states()):
-            state = json.loads((path / "trainer_state.json").read_text())
-            if state.get("fingerprint") == self.fingerprint:
-                return path, state
-            log.warning("ignoring training state %s: it belongs to a run with other settings", path)
-        return None
-
-    def restore(self) -> dict | None:
-        """Load the newest matching state into the accelerator's objects; return its trainer state."""
-        found = self.latest()
-        if found is None:
-            return None
-        path, state = found
-        self.accelerator.load_state(str(path))
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(json.loads((path / SCHEDULER_FILE).read_text()))
-        log.info("resumed from %s (step %d)", path, state["step"])
-        return state
-
-    def clear(self) -> None:
-        """Remove every saved state (after the final model is written)."""
-        if self.accelerator.is_main_process:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
-
-
-def _scheduler_state(scheduler) -> dict:
-    """A scheduler's state_dict without its callables (LambdaLR keeps None for plain functions)."""
-    state = scheduler.state_dict()
-    if any(x is not None for x in state.get("lr_lambdas", [])):
-        raise TypeError("cannot save a scheduler whose lr_lambdas carry state; use plain functions")
-    return state
-
-
-def _json_default(value):
-    if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 class MetricsLog:
     """Per-step metrics; travels inside the training state so a resumed run continues the table."""
 
@@ -278,18 +193,6 @@ def check_finite(loss: torch.Tensor, step: int, checkpointer: Checkpointer | Non
 def trainable_state_changed(before: Mapping[str, torch.Tensor], model: torch.nn.Module) -> bool:
     """True if any trainable parameter differs from the ``before`` snapshot (tests, sanity checks)."""
     return any(not torch.equal(before[n], p.detach()) for n, p in model.named_parameters() if n in before)
-
-
-def latest_state(state_dir: str | Path) -> tuple[Path, int] | None:
-    """The newest complete state folder under ``state_dir`` and its step (whatever run it belongs to), or None."""
-    folder = Path(state_dir)
-    states = sorted(p for p in folder.glob("step-*") if (p / "trainer_state.json").is_file()) if folder.is_dir() else []
-    if not states:
-        return None
-    try:
-        return states[-1], int(json.loads((states[-1] / "trainer_state.json").read_text())["step"])
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def _resume_hint(state_dir: str | Path | None) -> str:
