@@ -6,8 +6,8 @@ flushed to disk (``fsync``) before the rename and the folder after it, so a fini
 survives the machine going down right after the job ends (on file systems that honour fsync).
 
 Parquet output is deterministic: the same table gives the same bytes (pyarrow writes no
-timestamp into the file; ``created_by`` is the library version), which tests/test_reliability.py
-checks across two fresh runs of the workflow.
+timestamp into the file; ``created_by`` is the library version), which
+tests/test_reliability_workflow.py checks across two fresh runs of the workflow.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Faults injected into training and output writing (issue 8; docs/reliability.md), and the recovery paths.
+"""Faults injected into training and output writing (docs/reliability.md), and the recovery paths.
 
 Each test injects one fault into a real run on the tiny test model and checks the message the user
 gets and that the rerun recovers: an infinite loss, out of memory (GPU and host), a grader-timeout

@@ -1,4 +1,4 @@
-"""The bad-input table of docs/reliability.md (issue 8): every bad config, data row and model output
+"""The bad-input table of docs/reliability.md: every bad config, data row and model output
 gets a clear error naming the problem, or is counted and reported; nothing is silently dropped.
 
 Cases already covered elsewhere are cited in docs/reliability.md, not repeated here (unknown keys,
