@@ -19,7 +19,7 @@ import pytest
 import yaml
 from tiny_study import tiny_study
 
-from synergy.config import load_config, load_config_file
+from synergy.config import deep_update, load_config, load_config_file
 from synergy.workflow import pass_rate_settings, train_samples_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,8 +145,8 @@ def _run(wd: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_learning_rate_change_reruns_no_pass_rate_sampling(tmp_path):
-    target = train_samples_path(load_config({**yaml.safe_load((ROOT / "config/config.yaml").read_text()), **STUDY}),
-                                "rl-noeasy")
+    merged = deep_update(yaml.safe_load((ROOT / "config/config.yaml").read_text()), copy.deepcopy(STUDY))
+    target = train_samples_path(load_config(merged), "rl-noeasy")  # as Snakemake merges the two files
     _run(tmp_path, STUDY, target)
     assert (tmp_path / target).is_file()
     lr = copy.deepcopy(STUDY)
