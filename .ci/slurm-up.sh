@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # .ci/slurm-up.sh - install and start a real single-node Slurm test cluster on this machine, the one
-# profiles/slurm-local is written for (docs/slurm.md; adapted from shared/notes/slurm-local-up.sh).
+# profiles/slurm-local is written for (docs/slurm.md).
 #
 #   cluster `synergyci`, node $(hostname -s) at 127.0.0.1 with every CPU, the detected memory less 1 GB
 #   and 2 fake GPUs of type `fake` (gres.conf File= symlinks to /dev/null: schedulable, no CUDA);

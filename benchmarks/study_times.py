@@ -1,4 +1,4 @@
-"""Per-rule times of a finished study run, from Snakemake's ``benchmark:`` files (issue 5's budget).
+"""Per-rule times of a finished study run, from Snakemake's ``benchmark:`` files (README.md quotes them).
 
     python benchmarks/study_times.py [WORKDIR]          # default: the current directory
 

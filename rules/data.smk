@@ -1,4 +1,4 @@
-# Benchmarks and training sets in the canonical schema (DESIGN.md §3; paper §2.1-2.4): drawn here
+# Benchmarks and training sets in the canonical schema (synergy/data/schema.py; paper §2.1-2.4): drawn here
 # (loader: synthetic) or read from a hub dataset / local copy (synergy/data/loaders/).
 from synergy.data.loaders.hub import alternatives, dataset_dir, dataset_downloads
 

@@ -12,10 +12,10 @@ rule sample_difficulty:
     wildcard_constraints:
         shard=r"\d+",
     params:
-        difficulty=config["difficulty"],
+        sampling=generation_settings(STUDY.difficulty),  # not the level thresholds: they change no sample
         vllm=vllm_params(STUDY, STUDY.difficulty.backend),
-        prompt=config["prompt"],
-        grading=config["grading"],
+        prompt=STUDY.prompt.to_dict(),
+        timeout_s=STUDY.grading.timeout_s,
         seed=lambda wc: generation_seed(STUDY, "difficulty", wc.bench, shard=wc.get("shard")),
         shard=lambda wc: shard_of(STUDY, "difficulty", wc),
     threads: rule_threads(config, "sample_difficulty")

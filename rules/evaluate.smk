@@ -13,10 +13,10 @@ rule evaluate:
         arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
         shard=r"\d+",
     params:
-        evaluation=config.get("evaluation"),
+        sampling=generation_settings(STUDY.evaluation),  # not per_job: the job layout changes no sample
         vllm=vllm_params(STUDY, STUDY.evaluation.backend if STUDY.evaluation else "hf"),
-        prompt=config["prompt"],
-        grading=config["grading"],
+        prompt=STUDY.prompt.to_dict(),
+        timeout_s=STUDY.grading.timeout_s,
         reasoning=lambda wc: STUDY.arm(wc.arm).eval_reasoning,
         seed=lambda wc: eval_seeds(STUDY, wc),
         shard=lambda wc: shard_of(STUDY, "evaluation", wc),
@@ -66,8 +66,8 @@ rule tabulate_arms:
     params:
         arms=lambda wc: table_arms(STUDY, wc.table),
         benches=STUDY.bench_names,
-        train_sets=[t.to_dict() for t in STUDY.train_sets],
-        arm_specs=[a.to_dict() for a in STUDY.arms],
+        train_sets=lambda wc: table_train_sets(STUDY, wc.table),
+        arm_specs=lambda wc: table_arm_specs(STUDY, wc.table),
         merge_cells=lambda wc: merge_cells(STUDY) if wc.table == "merge_grid" else [],
     threads: rule_threads(config, "tabulate_arms", default=1)
     resources:

@@ -16,7 +16,7 @@ if (config.get("judge") or {}).get("enabled"):
             arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
         params:
             judge=config["judge"],
-            grading=config["grading"],
+            timeout_s=STUDY.grading.timeout_s,
             seed=lambda wc: derived_seed(STUDY.seed, "judge", wc.arm, wc.bench),
         threads: config["compute"]["threads"]
         resources:

@@ -12,9 +12,10 @@ if STUDY.base_model.source == "tiny":
         output:
             directory("results/models/base"),
         params:
-            base_model=config["base_model"],
+            tiny=STUDY.base_model.tiny.to_dict(),  # not path, revision, trust_remote_code: no tiny build reads them
+            pretrain=STUDY.base_model.pretrain.to_dict(),
             image_size=config.get("synthetic", {}).get("image_size"),
-            prompt=config["prompt"],
+            image_position=STUDY.prompt.image_position,
         threads: rule_threads(config, "build_base_model")
         resources:
             **res("build_base_model"),

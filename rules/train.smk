@@ -13,7 +13,7 @@ rule train_sft:
         arm="|".join(re.escape(a) for a in arms_of_kind(STUDY, "sft", "mixing")) or "^$",
     params:
         settings=lambda wc: STUDY.arm_settings(wc.arm).to_dict(),
-        prompt=config["prompt"],
+        image_position=STUDY.prompt.image_position,
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
         state_dir="results/train_state/{arm}",
     priority: lambda wc: arm_priority(STUDY, wc.arm)  # long chains first (synergy.workflow.arm_priority)
@@ -30,16 +30,21 @@ rule train_sft:
         "../scripts/train_sft.py"
 
 
+# The base model's G rollouts on a train set, one job per distinct rollout setting of the GRPO arms that read
+# them ({rollout}: synergy.workflow.rollout_key); it gets those settings only, so a change of, say, the
+# learning rate re-runs no sampling.
 rule sample_train_pass_rates:
     input:
         bench="results/data/train/{set}.parquet",
         model="results/models/base",
     output:
-        "results/difficulty/train/{set}.samples.parquet",
+        TRAIN_SAMPLES_PATH,
+    wildcard_constraints:
+        rollout="[0-9a-f]{8}",
     params:
-        grpo=config.get("grpo"),
-        prompt=config["prompt"],
-        grading=config["grading"],
+        rollout=lambda wc: pass_rate_settings(STUDY, wc.set, wc.rollout),
+        image_position=STUDY.prompt.image_position,
+        timeout_s=STUDY.grading.timeout_s,
         seed=lambda wc: derived_seed(STUDY.seed, "train-pass-rates", wc.set),
     priority: 1  # a GRPO training waits on it (trainings before evaluations: synergy.workflow.arm_priority)
     threads: rule_threads(config, "sample_train_pass_rates")
@@ -48,9 +53,9 @@ rule sample_train_pass_rates:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/sample_train_pass_rates/{set}.log",
+        "logs/sample_train_pass_rates/{set}.{rollout}.log",
     benchmark:
-        "results/benchmarks/sample_train_pass_rates/{set}.tsv"
+        "results/benchmarks/sample_train_pass_rates/{set}.{rollout}.tsv"
     script:
         "../scripts/sample_train_pass_rates.py"
 
@@ -67,8 +72,8 @@ rule train_grpo:
         arm="|".join(re.escape(a) for a in arms_of_kind(STUDY, "grpo")) or "^$",
     params:
         settings=lambda wc: STUDY.arm_settings(wc.arm).to_dict(),
-        prompt=config["prompt"],
-        grading=config["grading"],
+        image_position=STUDY.prompt.image_position,
+        grading=STUDY.grading.to_dict(),
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
         vllm=lambda wc: vllm_params(STUDY, STUDY.arm_settings(wc.arm).rollout_backend),
         state_dir="results/train_state/{arm}",
@@ -99,8 +104,8 @@ rule build_mixing_set:
     params:
         mixing=config.get("mixing"),
         source=lambda wc: STUDY.arm(wc.arm).source,
-        prompt=config["prompt"],
-        grading=config["grading"],
+        image_position=STUDY.prompt.image_position,
+        timeout_s=STUDY.grading.timeout_s,
         seed=lambda wc: derived_seed(STUDY.seed, "mixing", wc.arm),
     priority: lambda wc: arm_priority(STUDY, wc.arm) + 1  # long chains first (synergy.workflow.arm_priority)
     threads: rule_threads(config, "build_mixing_set")

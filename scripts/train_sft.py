@@ -1,7 +1,7 @@
 """Glue for rule train_sft. Logic: synergy.train.sft_trainer.train_sft, one process per GPU (synergy.launch)."""
 import logging
 
-from synergy.config import PromptConfig, SFTSettings
+from synergy.config import SFTSettings
 from synergy.data.schema import validate_rows
 from synergy.io import read_rows
 from synergy.launch import run_trainer
@@ -18,4 +18,4 @@ run_trainer("sft", processes=gpu_processes(snakemake.resources), threads=snakema
             init_dir=snakemake.input.init, rows=rows, out_dir=snakemake.output.model,
             log_path=snakemake.output.log, state_dir=snakemake.params.state_dir,
             cfg=SFTSettings.from_dict(snakemake.params.settings, f"sft ({snakemake.wildcards.arm})"),
-            image_position=PromptConfig.from_dict(snakemake.params.prompt).image_position, seed=snakemake.params.seed)
+            image_position=snakemake.params.image_position, seed=snakemake.params.seed)

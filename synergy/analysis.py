@@ -72,7 +72,7 @@ def arms_by_bench(evals: pl.DataFrame, arms: Sequence[str], benches: Sequence[st
 # over questions: the questions of one (benchmark, level) cell are resampled with replacement, and
 # the gain is the mean over the resampled questions of (arm accuracy - reference accuracy), each
 # accuracy being the share of the question's k samples that are correct. The paper shows no
-# intervals (notes/paper.md §2.8); resampling questions, not samples, is our choice: questions are
+# intervals (docs/paper.md §9); resampling questions, not samples, is our choice: questions are
 # the unit the benchmark draws, and a question's k samples are not independent of each other.
 
 
@@ -157,7 +157,7 @@ def level_gains(evals: pl.DataFrame, levels: pl.DataFrame, pairs: Sequence[tuple
 # --------------------------------------------------------------------------- reasoning words
 # Paper Table 5 counts "wait", "check", "mistake", "alternative" and "however" in the answers of
 # the base, SFT and RL models on MathVision (Fig. 10: every method); its unit and number of runs
-# are not stated (notes/paper.md §2.7). We add "hmm" and "verify", two of the "reasoning pivotal
+# are not stated (docs/paper.md §8). We add "hmm" and "verify", two of the "reasoning pivotal
 # tokens" of its Fig. 7 (meta and action words). A word is counted where it starts a word, case
 # folded, whatever follows: "Alternatively" counts as "alternative", "double-checking" and
 # "checked" as "check", "mistakes" as "mistake" (R1-style traces say "Alternatively" far more

@@ -1,4 +1,4 @@
-"""Difficulty levels from the base model's pass rate (paper §2.3, notes/paper.md §2.5).
+"""Difficulty levels from the base model's pass rate (paper §2.3; docs/paper.md §5).
 
 Each question is answered ``num_samples`` times (paper: 16) by the base model and graded by the
 one grader. Its level comes from the number of correct samples with thresholds ``(12, 8, 5, 2)``:

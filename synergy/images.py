@@ -1,4 +1,4 @@
-"""The one way question images are checked and decoded (DESIGN.md §3; issue 20, docs/reliability.md).
+"""The one way question images are checked and decoded (docs/reliability.md).
 
 Rows keep images as encoded bytes (``images`` column of ``synergy.data.schema``). Every stage that
 shows an image to a model (pretraining, SFT, GRPO rollouts, difficulty sampling, evaluation) decodes

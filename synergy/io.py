@@ -10,8 +10,8 @@ the folder, the space the output needs and the space free there (``disk_full_gua
 temporary file is removed and the previous version of the output is untouched.
 
 Parquet output is deterministic: the same table gives the same bytes (pyarrow writes no
-timestamp into the file; ``created_by`` is the library version), which tests/test_reliability.py
-checks across two fresh runs of the workflow.
+timestamp into the file; ``created_by`` is the library version), which
+tests/test_reliability_workflow.py checks across two fresh runs of the workflow.
 """
 
 from __future__ import annotations

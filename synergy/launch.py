@@ -1,4 +1,4 @@
-"""One training job, N processes: run a trainer in one process or launch it with torchrun (DESIGN.md §6).
+"""One training job, N processes: run a trainer in one process or launch it with torchrun (docs/slurm.md).
 
 A training rule that asks for N GPUs (``resources:`` of the study config, synergy/resources.py)
 gets one Slurm job with N GPUs; its script calls ``run_trainer(..., processes=N)``, which starts
@@ -14,7 +14,7 @@ parent): the rows as a parquet file, the settings as a plain mapping rebuilt int
 dataclass in each process, the rest as JSON values (sets are kept as sets). Rank 0 logs at INFO
 to the rule's log (appended), other ranks only warnings; rank 0 writes the trainer's return value,
 which ``run_trainer`` returns. A failed process fails the whole launch with an error naming the
-trainer and the log. Multi-node launches are not built (notes/slurm.md has the sketch).
+trainer and the log. Multi-node launches are not built (docs/slurm.md has a sketch).
 """
 
 from __future__ import annotations

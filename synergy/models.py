@@ -8,7 +8,7 @@ the embedded study goes through *the same loading code* as a Qwen2.5-VL-7B check
 
 The tiny model (``build_tiny_model``) is a real ``Qwen2_5_VLForConditionalGeneration`` with the
 Qwen2.5-VL chat template and image processor (patch 14, 2x2 merge). Deviations from Qwen, all
-recorded in notes/tinyvlm.md:
+recorded in docs/tiny-model.md with the measurements behind them:
 
 * tiny sizes (about 2 M parameters instead of 8 B; text hidden 128, 4 layers, vision depth 2);
 * a byte-level BPE tokenizer trained locally on the study's own text (``train_tokenizer``) with
@@ -18,7 +18,7 @@ recorded in notes/tinyvlm.md:
   tokens at 112 px;
 * the vision tower is not pretrained: it stays at its seeded random initialisation and is frozen
   (``freeze_vision``), together with the merger; paper §2.1 freezes the ViT and connector too.
-  A trainable random tower collapses (notes/tinyvlm.md, "What I learned" 1).
+  A trainable random tower collapses (docs/tiny-model.md §2).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ VOCAB_MULTIPLE = 64
 
 @dataclass(frozen=True)
 class TinyModelConfig:
-    """Sizes of the tiny Qwen2.5-VL (defaults: the measured recipe of notes/tinyvlm.md)."""
+    """Sizes of the tiny Qwen2.5-VL (defaults: docs/tiny-model.md §1)."""
 
     vocab_size: int = 1024  # BPE target; final embedding size is padded to a multiple of 64
     hidden_size: int = 128

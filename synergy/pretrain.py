@@ -6,7 +6,7 @@ its pass rates over 16 samples spread across the five difficulty levels (paper ย
 answers in the paper's format (``<think> .. </think> \\boxed{}``) when the prompt carries the
 reasoning instruction, so that the RL format reward is reachable.
 
-Recipe (notes/tinyvlm.md, measured there): a BPE tokenizer trained on the suite's training text,
+Recipe (docs/tiny-model.md ยง4, measured there): a BPE tokenizer trained on the suite's training text,
 the Qwen2.5-VL processor, a ~2 M-parameter model whose random vision tower and merger stay frozen,
 AdamW (0.9, 0.98), linear warm-up, cosine decay to 10 %, gradient clipping 1.0, assistant-only
 loss on the ``pretrain`` set's short answers. A curriculum trains the colour-conditioned templates

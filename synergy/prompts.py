@@ -1,4 +1,4 @@
-"""Chat formatting of a canonical question (paper §2.1, notes/paper.md §2.1).
+"""Chat formatting of a canonical question (paper §2.1; docs/paper.md §2).
 
 The reasoning instruction is appended to the question for fine-tuned models in training and
 evaluation; the base model is evaluated without it (paper §2.1, as written). Multiple-choice
@@ -6,7 +6,7 @@ options are listed one per line as ``A. text``.
 
 Deviation / choice: the position of the image relative to the question text is configurable
 (``image_position``). The embedded tiny model needs the question *before* the image, because a
-causal LM can only condition image tokens on text it has already seen (notes/tinyvlm.md); Qwen's
+causal LM can only condition image tokens on text it has already seen (docs/tiny-model.md §3); Qwen's
 own examples put the image first. Both orders are legal in the Qwen2.5-VL chat template.
 """
 

@@ -10,9 +10,10 @@ graded again (the usual case after a grader-timeout storm).
 
 Which question file goes with a samples file follows the path schema (README, "Path schema"):
 
-    results/eval/{arm}/{bench}.parquet              -> results/data/bench/{bench}.parquet
-    results/difficulty/{bench}.samples.parquet      -> results/data/bench/{bench}.parquet
-    results/difficulty/train/{set}.samples.parquet  -> results/data/train/{set}.parquet
+    results/eval/{arm}/{bench}.parquet                        -> results/data/bench/{bench}.parquet
+    results/difficulty/{bench}.samples.parquet                -> results/data/bench/{bench}.parquet
+    results/difficulty/train/{set}/{rollout}.samples.parquet  -> results/data/train/{set}.parquet
+    results/difficulty/train/{set}.samples.parquet            -> results/data/train/{set}.parquet (older runs)
 
 After re-grading, rerun Snakemake: the rewritten files are newer than the tables and levels built
 from them, so exactly those are rebuilt (mtime trigger) and no sample is generated again.
@@ -53,12 +54,14 @@ def questions_path(samples_path: str | Path) -> Path:
             stem = p.name.removesuffix(".samples.parquet")
             if stem == p.name:
                 break
+            if k + 3 == len(parts) - 1 and parts[k + 1] == "train":  # .../difficulty/train/{set}/{rollout}.samples...
+                return Path(*parts[:k], "data", "train", f"{parts[k + 2]}.parquet")
             if k + 2 == len(parts) - 1 and parts[k + 1] == "train":  # .../difficulty/train/{set}.samples.parquet
                 return Path(*parts[:k], "data", "train", f"{stem}.parquet")
             if k + 1 == len(parts) - 1:  # .../difficulty/{bench}.samples.parquet
                 return Path(*parts[:k], "data", "bench", f"{stem}.parquet")
     raise ValueError(f"{samples_path}: not a samples file of the path schema (results/eval/ARM/BENCH.parquet, "
-                     "results/difficulty/BENCH.samples.parquet or results/difficulty/train/SET.samples.parquet)")
+                     "results/difficulty/BENCH.samples.parquet or results/difficulty/train/SET/ROLLOUT.samples.parquet)")
 
 
 def regrade_samples(samples: pl.DataFrame, questions: Sequence[Mapping], grader: Grader, *, only_failed: bool = False,

@@ -1,4 +1,4 @@
-"""Per-rule compute resources from the study config (DESIGN.md §6; notes/slurm.md).
+"""Per-rule compute resources from the study config (docs/slurm.md).
 
 The study config's top-level ``resources:`` maps a rule name (or ``default``) to what one job of
 that rule needs::
@@ -16,7 +16,7 @@ the ``default`` entry key by key. Memory and run time grow with Snakemake's retr
 ``snakemake_resources`` turns an entry into the keyword arguments of a rule's ``resources:``
 directive in the names snakemake-executor-plugin-slurm 2.8.0 reads: ``mem_mb``, ``runtime``,
 and for GPU jobs ``gpu`` (-> ``sbatch --gpus=N``), ``cpus_per_gpu`` (-> ``--cpus-per-gpu``), and,
-from the environment (set by the user or the profile, never by the study config, DESIGN.md §2),
+from the environment (set by the user or the profile, never by the study config: cluster facts live in profiles/),
 ``gpu_model`` (``SYNERGY_SLURM_GPU_MODEL`` -> ``--gpus=<model>:N``) and ``slurm_partition``
 (``SYNERGY_SLURM_GPU_PARTITION``). CPU jobs get their partition and account from the profile's
 ``default-resources``. ``rule_threads`` is a rule's ``threads:``: ``cpus`` for CPU jobs,

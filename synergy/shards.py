@@ -1,4 +1,4 @@
-"""Sharded generation: one benchmark's questions split over several jobs, then gathered (DESIGN.md §6).
+"""Sharded generation: one benchmark's questions split over several jobs, then gathered (docs/slurm.md).
 
 The paper's difficulty sampling (§2.3: 16 samples of up to 24k tokens per question) and evaluation
 (§2.4: 4 samples per question per arm) of a whole benchmark are too long for one GPU job on a 7B

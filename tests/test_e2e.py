@@ -159,7 +159,7 @@ def test_combination_tables_and_artifacts(smoke_run):
 
 
 def test_changing_figure_code_reruns_only_the_report(smoke_run):
-    """Issue 5: a change of the drawing code re-runs the figure and report rules, never training or evaluation.
+    """A change of the drawing code re-runs the figure and report rules, never training or evaluation.
 
     The change is real (a line appended, then removed): Snakemake 9 compares an input newer than its
     outputs by checksum, so touching the file alone re-runs nothing, as it should.

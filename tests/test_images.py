@@ -1,4 +1,4 @@
-"""Images as real datasets ship them (issue 20; synergy/images.py): one decoding path, a test per case.
+"""Images as real datasets ship them (synergy/images.py): one decoding path, a test per case.
 
 Accepted forms must come out as the RGB picture a viewer shows (colours checked pixel by pixel) and
 go through the tiny model's image processor; refused ones stop with a message naming the row, the

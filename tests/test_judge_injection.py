@@ -1,4 +1,4 @@
-"""Responses that try to talk the LLM judge into a verdict (issue 20; synergy/judge_guard.py, docs/reliability.md §7).
+"""Responses that try to talk the LLM judge into a verdict (synergy/judge_guard.py, docs/reliability.md §7).
 
 Every attempt is a response whose own answer is wrong or missing, so the rules grade it wrong and
 hand it to the judge (checked: its rule status is one the judge reads); the text then tries to make

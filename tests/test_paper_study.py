@@ -279,7 +279,7 @@ def test_load_rules_write_every_paper_set_and_the_paper_level_table(tmp_path):
 
 
 def test_paper_dag_job_counts_match_the_study(tmp_path):
-    """Issue 7: 5 benchmarks, every arm of Tables 1-3 and 6, the 3 x 5 merge grid; counts derived from the study."""
+    """The paper study's DAG: 5 benchmarks, every arm of Tables 1-3 and 6, the 3 x 5 merge grid."""
     study = load_config_file(ROOT / "config/config.yaml", ROOT / "config/paper.yaml")
     counts = dry_run(tmp_path, "--configfile", str(ROOT / "config/paper.yaml"))
     benches = 5

@@ -1,4 +1,4 @@
-"""A full disk and a damaged training state (issue 20; docs/reliability.md §3 and the fault table).
+"""A full disk and a damaged training state (docs/reliability.md §3 and the fault table).
 
 * Disk full: a training state, a parquet output and a model folder are saved, then the space is taken
   away and each is saved again (tests/diskfull_probe.py, in a subprocess): on a small tmpfs (real

@@ -1,4 +1,4 @@
-"""Faults injected into training and output writing (issue 8; docs/reliability.md), and the recovery paths.
+"""Faults injected into training and output writing (docs/reliability.md), and the recovery paths.
 
 Each test injects one fault into a real run on the tiny test model and checks the message the user
 gets and that the rerun recovers: an infinite loss, out of memory (GPU and host), a grader-timeout
@@ -262,6 +262,8 @@ def test_questions_path_follows_the_path_schema():
     assert questions_path("/x/results/difficulty/synth-count.samples.parquet") == \
         Path("/x/results/data/bench/synth-count.parquet")
     assert questions_path("results/difficulty/train/rl.samples.parquet") == Path("results/data/train/rl.parquet")
+    assert questions_path("results/difficulty/train/s1.1-r1/c76d7320.samples.parquet") == \
+        Path("results/data/train/s1.1-r1.parquet")
     with pytest.raises(ValueError, match="not a samples file of the path schema"):
         questions_path("results/tables/level_accuracy.csv")
 

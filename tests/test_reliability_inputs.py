@@ -1,4 +1,4 @@
-"""The bad-input table of docs/reliability.md (issue 8): every bad config, data row and model output
+"""The bad-input table of docs/reliability.md: every bad config, data row and model output
 gets a clear error naming the problem, or is counted and reported; nothing is silently dropped.
 
 Cases already covered elsewhere are cited in docs/reliability.md, not repeated here (unknown keys,
@@ -115,7 +115,7 @@ DATA_CASES = [
     ("unknown answer type", _with(0, answer_type="number"), r"row id='b/00000' in \S+: answer_type 'number' not in"),
     ("meta that is not JSON", _with(3, meta="{oops"), r"row id='b/00003' in \S+: meta is not JSON"),
     ("empty id", _with(2, id=""), r"empty or non-string id"),
-    # images as datasets ship them (issue 20; each accepted form has its own test in tests/test_images.py)
+    # images as datasets ship them (each accepted form has its own test in tests/test_images.py)
     ("decompression-bomb image", _with(1, images=[_bomb()]),
      r"row id='b/00001' in \S+: image 0 is refused: 8000x8000 = 64000000 pixels is more than the limit"),
     ("SVG instead of an image", _with(2, images=[b'<svg xmlns="http://www.w3.org/2000/svg"/>']),

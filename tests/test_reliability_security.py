@@ -1,4 +1,4 @@
-"""Security of the pipeline (issue 8; docs/reliability.md, "Security"): no remote code unless the config
+"""Security of the pipeline (docs/reliability.md, "Security"): no remote code unless the config
 turns it on, weights only from safetensors and nothing unpickled, wildcards that match no path or shell
 text, and no hub token in a log."""
 from __future__ import annotations

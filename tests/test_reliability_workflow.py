@@ -1,4 +1,4 @@
-"""Reliability of the workflow as a user runs it (issue 8; docs/reliability.md): determinism across two
+"""Reliability of the workflow as a user runs it (docs/reliability.md): determinism across two
 fresh runs, a training rule killed with SIGKILL at a random moment, the recovery, and no secret in a log.
 
 One module fixture runs a very small study (written below; smaller than config/smoke.yaml) with the

@@ -1,4 +1,4 @@
-"""Sharded generation (synergy/shards.py; issue 6): shard bounds, the checked gather, the DAG and a real run."""
+"""Sharded generation (synergy/shards.py): shard bounds, the checked gather, the DAG and a real run."""
 import os
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""The workflow on a real Slurm cluster (issue 6, parts 6-7; docs/slurm.md): the single-node test cluster
+"""The workflow on a real Slurm cluster (docs/slurm.md): the single-node test cluster
 of .ci/slurm-up.sh with real sbatch, sacct and scancel, nothing mocked.
 
 * The smoke study (config/smoke.yaml) through ``--profile profiles/slurm-local``: every non-local rule

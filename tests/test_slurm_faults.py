@@ -1,4 +1,4 @@
-"""Faults of a cluster run on the real Slurm test cluster (issue 20; docs/slurm.md, docs/reliability.md): a node
+"""Faults of a cluster run on the real Slurm test cluster (docs/slurm.md, docs/reliability.md): a node
 that fails in the middle of a GRPO job, and two Snakemake runs started on the same folder.
 
 * The running GRPO job is requeued with ``scontrol requeue``, then its node is set DOWN (Slurm requeues it

@@ -48,7 +48,7 @@ class SFTSettings(_Section):
 
 @dataclass(frozen=True)
 class GRPOSettings(_Section):
-    """GRPO of one arm with verl's definitions (paper §2.2; notes/ecosystem.md §1.1)."""
+    """GRPO of one arm with verl's definitions (paper §2.2; docs/paper.md §4, docs/ecosystem.md §2)."""
 
     learning_rate: float             # paper 1e-6
     steps: int                       # optimiser steps = steps * prompts_per_step / mini_batch_size

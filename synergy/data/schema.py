@@ -1,4 +1,6 @@
-"""The canonical question schema shared by every benchmark and training set (DESIGN.md §3).
+"""The canonical question schema shared by every benchmark and training set.
+
+README.md, "The canonical question schema", describes it for users.
 
 Every loader, synthetic or real, writes rows with exactly these columns, so that prompting,
 generation, grading and analysis never branch on where a question came from.

@@ -1,8 +1,8 @@
 """Scenes, pictures and questions of the embedded synthetic visual-reasoning suite.
 
-The embedded study stands in for the paper's five benchmarks (paper §2.1, notes/paper.md §2.4)
+The embedded study stands in for the paper's five benchmarks (paper §2.4; docs/paper.md §6)
 with pictures a 2 M-parameter Qwen2.5-VL can see: a 4 x 4 grid of cells (one merged visual token
-per cell at 112 px, notes/tinyvlm.md) holding coloured shapes, or a bar chart of four bars whose
+per cell at 112 px, docs/tiny-model.md §1) holding coloured shapes, or a bar chart of four bars whose
 heights are whole cells. Each question template knows how to solve itself, so the same scene
 yields the gold answer, the short answer of the base model and every style of long-CoT trace
 (``synergy.data.traces``).

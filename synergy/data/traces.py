@@ -1,6 +1,6 @@
 """Response styles of the embedded suite: the base model's short answers and three long-CoT styles.
 
-The three SFT sets mirror the paper's Table 1 (notes/paper.md §2.1, §2.7):
+The three SFT sets mirror the paper's Table 1 (docs/paper.md §2, §8):
 
 1. ``verbose``: s1-Gemini2's role. Text-only, long and meandering: the problem is restated several
    times, filler sentences pad every step, nothing is verified, and a share of traces

@@ -3,8 +3,8 @@
 transformers' ``generate`` keeps every sequence of a batch in the forward pass until the last one
 stops, and its ``DynamicCache`` grows the key/value tensors by ``torch.cat`` at every step, copying
 the whole cache each time. For the long-CoT arms (completions of 60-320 tokens in one batch of 600)
-that copy was half the run time and the finished rows another large share (profile in the issue-5
-note). This loop:
+that copy was half the run time and the finished rows another large share (a profile of a long-CoT
+arm's evaluation). This loop:
 
 - writes keys/values into a buffer allocated once for prompt + ``max_new_tokens`` (``_GrowingLayer``:
   a ``DynamicLayer`` whose ``keys``/``values`` are views of the filled part);

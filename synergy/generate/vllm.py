@@ -19,7 +19,7 @@ How a request is built (``build_requests``):
   per ``{"type": "image"}`` part, expanded by vLLM's Qwen2.5-VL processor);
 * the engine is built with ``limit_mm_per_prompt={"image": vllm.limit_mm_per_prompt}`` and, when
   a pixel cap is set (``prompt.max_pixels``, the cap training uses), ``mm_processor_kwargs=
-  {"max_pixels": ...}``: vLLM also sizes its memory profile with it (ecosystem.md §5.1: without a
+  {"max_pixels": ...}``: vLLM also sizes its memory profile with it (docs/ecosystem.md §9: without a
   cap it profiles the processor's worst case).
 
 Sampling parameters (``sampling_params_kwargs``): ``top_k`` 0 (off) becomes vLLM's -1;
@@ -47,7 +47,7 @@ GRPO rollouts (``RolloutEngine``, used by ``synergy.train.grpo`` when ``grpo.rol
 vllm``): one in-process ``LLM`` per training process, colocated with the trainer on its GPU(s)
 (``distributed_executor_backend="external_launcher"``, ``gpu_memory_utilization=
 vllm.rollout_gpu_memory_utilization``, seed ``process_index // tensor_parallel_size``: TRL's
-colocate recipe, ecosystem.md §1.3/§1.6). After every optimiser step the trainer's parameters are
+colocate recipe, docs/ecosystem.md §3). After every optimiser step the trainer's parameters are
 pushed into it: ``LLM.collective_rpc(fn, args=...)`` runs ``fn(worker, ...)`` on the engine's
 worker(s), which call the vLLM model's own ``load_weights([(name, tensor), ...])`` (it maps the
 transformers names ``model.language_model.*`` / ``model.visual.*`` / ``lm_head.*`` onto vLLM's

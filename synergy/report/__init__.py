@@ -1,1 +1,1 @@
-"""Tables and figures; reads parquet only and never imports torch (DESIGN.md §4)."""
+"""Tables and figures; reads parquet only and never imports torch (tests/test_imports.py checks it)."""

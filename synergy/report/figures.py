@@ -1,4 +1,4 @@
-"""The paper's figures (arXiv 2507.07562, notes/paper.md §2.8), one function per kind of figure.
+"""The paper's figures (arXiv 2507.07562; docs/paper.md §9), one function per kind of figure.
 
 Each function takes pandas tables (read from CSV / parquet by the caller, see ``read_inputs``), the arms
 to show and an optional path; it draws with matplotlib's object API (no pyplot state, Agg / PDF

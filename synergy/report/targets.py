@@ -1,13 +1,14 @@
 """Figures and the report of a study: names, captions, arms, input files and targets (paper §2–3 figures).
 
 Pure helpers of rules/report.smk (config -> paths and params) on top of synergy/workflow/, which owns the
-paths, the figure catalogue (``FIGURES``) and the targets; never imports snakemake or torch. The figures follow the paper's numbering (notes/paper.md §2.8); where the paper draws
+paths, the figure catalogue (``FIGURES``: names, captions, default arms) and the targets; never imports
+snakemake or torch. The figures follow the paper's numbering (docs/paper.md §9); where the paper draws
 one figure for two purposes (Fig. 1 / 6 per-level gains, Fig. 2 / 8 response lengths) we draw two, so
 that no panel carries more than about eight arms. Fig. 7 (token-level KL heat-map) and Fig. 9 (a diagram)
 are not drawn.
 
 Each figure names the arms it shows (``report.figures`` in the study config overrides the defaults
-below). An arm the study does not have is not an input; the figure draws the arms it has and names
+of ``FIGURES``). An arm the study does not have is not an input; the figure draws the arms it has and names
 the absent ones, so a smaller study config (config/smoke.yaml) still gets every figure.
 """
 

@@ -1,4 +1,4 @@
-"""Training states: saved atomically with checksums, verified before a resume (DESIGN.md §4; docs/reliability.md §3).
+"""Training states: saved atomically with checksums, verified before a resume (docs/reliability.md §3).
 
 Part of the one training core (``synergy.train.core`` re-exports ``Checkpointer``). A state is a folder
 ``state_dir/step-NNNNNN`` holding accelerate's files (weights as safetensors, optimiser and RNG, ZeRO

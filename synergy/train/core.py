@@ -1,4 +1,4 @@
-"""The one training core shared by SFT, GRPO and the hybrids (DESIGN.md §4).
+"""The one training core shared by SFT, GRPO and the hybrids.
 
 Built on accelerate: one process on CPU (fp32), N processes on GPUs (bf16; DeepSpeed ZeRO when a
 stage is configured, launched with ``accelerate launch``). It owns what every trainer needs and

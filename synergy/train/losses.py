@@ -1,7 +1,7 @@
 """GRPO and SFT losses as pure tensor functions (paper §2.1, §2.2, §3.1), with verl's definitions.
 
 The paper trains GRPO with verl; the definitions below follow ``verl/trainer/ppo/core_algos.py``
-(see /work/shared/notes/ecosystem.md §1.1):
+(docs/ecosystem.md §2):
 
 * **Advantages** (``compute_grpo_outcome_advantage``): per group of G rollouts of one prompt,
   ``A = (r - mean) / (std + 1e-6)`` with ``torch.std`` (unbiased, N - 1), broadcast over the

@@ -1,4 +1,4 @@
-"""Long-CoT supervised fine-tuning of one arm (paper §2.1; notes/paper.md §2.2, notes/ecosystem.md §2).
+"""Long-CoT supervised fine-tuning of one arm (paper §2.1; docs/paper.md §3, docs/ecosystem.md §5).
 
 The paper fine-tunes Qwen2.5-VL-7B-Instruct with LLaMA-Factory: full fine-tuning of the language
 model with the ViT and the MLP connector frozen, learning rate 1e-5, batch 32, 15 epochs on s1 /

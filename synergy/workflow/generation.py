@@ -71,3 +71,13 @@ def generation_seed(study: StudyConfig, stage: str, *names: str, shard=None) -> 
     count = shard_count(study, stage)
     extra = [f"shard{int(shard)}of{count}"] if count > 1 else []
     return derived_seed(study.seed, {"difficulty": "difficulty", "evaluation": "eval"}[stage], *names, *extra)
+
+
+def generation_settings(section) -> dict | None:
+    """What a sampling job (rules sample_difficulty, evaluate) uses of ``difficulty:`` / ``evaluation:`` (params):
+    samples per question, sampling, backend and, for difficulty, the reasoning instruction; not the level
+    thresholds or ``per_job``, which change no sample (a change of them re-runs no sampling). None without
+    the section."""
+    if section is None:
+        return None
+    return {k: v for k, v in section.to_dict().items() if k not in ("thresholds", "per_job")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import zlib
 
 from synergy.config import SetSpec, StudyConfig
@@ -66,13 +68,53 @@ def eval_paths(study: StudyConfig, arms) -> list[str]:
     return [EVAL_PATH.format(arm=a, bench=b) for a in arms for b in study.bench_names]
 
 
-def grpo_inputs(study: StudyConfig, arm: str) -> dict[str, str]:
-    """Extra inputs of a GRPO arm: the base model's rollouts on its queries when it drops easy ones or
-    when a hybrid arm decides zero-pass questions offline (paper §2.2, §3.1)."""
-    spec = study.arm(arm)
+# The base model's G rollouts on an arm's training queries (rule sample_train_pass_rates) are sampled with
+# the arm's own rollout settings; arms that share a train set and these settings share one file.
+ROLLOUT_FIELDS = ("num_generations", "temperature", "top_p", "top_k", "max_new_tokens", "reasoning_instruction")
+
+
+def needs_base_rollouts(study: StudyConfig, arm: str) -> bool:
+    """Whether a GRPO arm reads the base model's rollouts: it drops the easy queries (paper §2.2), or it is
+    a hybrid arm that decides zero-pass questions offline (§3.1)."""
+    if study.arm(arm).kind != "grpo":
+        return False
     s = study.arm_settings(arm)
-    if s.drop_easy or (s.hybrid != "none" and s.zero_pass == "offline"):
-        return {"base_samples": TRAIN_SAMPLES_PATH.format(set=spec.train_set)}
+    return s.drop_easy or (s.hybrid != "none" and s.zero_pass == "offline")
+
+
+def rollout_settings(study: StudyConfig, arm: str) -> dict:
+    """The settings an arm's rollouts are sampled with (``ROLLOUT_FIELDS`` of its GRPO settings)."""
+    s = study.arm_settings(arm)
+    return {k: getattr(s, k) for k in ROLLOUT_FIELDS}
+
+
+def rollout_key(settings: dict) -> str:
+    """A short, stable name of one rollout setting: 8 hex digits of the hash of ``ROLLOUT_FIELDS``."""
+    blob = json.dumps({k: settings[k] for k in ROLLOUT_FIELDS}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def train_samples_path(study: StudyConfig, arm: str) -> str:
+    """The file of the base model's rollouts an arm reads (one per train set and distinct rollout setting)."""
+    return TRAIN_SAMPLES_PATH.format(set=study.arm(arm).train_set, rollout=rollout_key(rollout_settings(study, arm)))
+
+
+def pass_rate_settings(study: StudyConfig, train_set: str, key: str) -> dict:
+    """The rollout settings of job ``(train_set, key)`` of rule sample_train_pass_rates (params), from the arms
+    that read it; ``KeyError`` when no arm does."""
+    for arm in study.arm_names:
+        if needs_base_rollouts(study, arm) and study.arm(arm).train_set == train_set:
+            settings = rollout_settings(study, arm)
+            if rollout_key(settings) == key:
+                return settings
+    raise KeyError(f"no GRPO arm reads the base model's rollouts on train set {train_set!r} with settings {key!r}")
+
+
+def grpo_inputs(study: StudyConfig, arm: str) -> dict[str, str]:
+    """Extra inputs of a GRPO arm: the base model's rollouts on its queries, sampled with the arm's rollout
+    settings, when it needs them (``needs_base_rollouts``)."""
+    if needs_base_rollouts(study, arm):
+        return {"base_samples": train_samples_path(study, arm)}
     return {}
 
 

@@ -91,6 +91,22 @@ def table_arms(study: StudyConfig, table: str) -> list[str]:
     return list(study.tables[table])
 
 
+def table_arm_specs(study: StudyConfig, table: str) -> list[dict]:
+    """The arms a table job reads about (params of rule tabulate_arms): name, kind and train set of the table's
+    arms and of the base arm, in study order; not their training settings, which change no table cell."""
+    wanted = set(table_arms(study, table)) | {a.name for a in study.arms if a.kind == "base"}
+    return [{"name": a.name, "kind": a.kind, "train_set": a.train_set} for a in study.arms if a.name in wanted]
+
+
+def table_train_sets(study: StudyConfig, table: str) -> list[dict]:
+    """Table 1's Modality and Data columns: name, modality and size of its arms' train sets ([] for other tables)."""
+    if table != "table1_sft_data":
+        return []
+    used = {a["train_set"] for a in table_arm_specs(study, table)}
+    return [{"name": t.name, "modality": t.modality, "num_questions": t.num_questions}
+            for t in study.train_sets if t.name in used]
+
+
 def table_names(study: StudyConfig) -> list[str]:
     if not study.arms:
         return []

@@ -26,7 +26,7 @@ Choices (deviations, each recorded in the row's ``meta``):
 4. MMMU open questions whose answer is a list of accepted answers are graded against the first;
    all are kept in ``meta.accepted_answers`` and counted in the log.
 5. MathVision's own ``level`` (competition difficulty 1-5) is kept as ``meta.competition_level``;
-   it is not the paper's pass-rate level (notes/paper.md §1.2).
+   it is not the paper's pass-rate level (docs/paper.md §1).
 6. MathVerse questions with an empty text (Vision Only) use ``query_wo``, the benchmark's own
    instruction to read the question from the image.
 """

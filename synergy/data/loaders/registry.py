@@ -19,7 +19,7 @@ class LoaderInfo:
     default_split: str
     files: tuple[str, ...]               # globs under the dataset directory ("{split}" filled in); pathlib
                                          # and huggingface_hub (fnmatch) read them: list root and "**/" forms
-    hub_id: str                          # the dataset the paper used (paper.md §2.1, §2.4; ecosystem.md §4.2)
+    hub_id: str                          # the dataset the paper used (docs/paper.md §2, §6; docs/ecosystem.md §8)
     options: frozenset[str] = frozenset()  # loader-specific keys besides the common ones
 
 

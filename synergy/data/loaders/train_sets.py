@@ -14,7 +14,7 @@ append it (``reasoning_instruction: true``), so it appears exactly once.
 Columns: s1K has ``question, solution, cot_type, source_type, metadata, thinking_trajectories
 (list), attempt``; s1K-1.1 has ``gemini_thinking_trajectory, gemini_attempt,
 deepseek_thinking_trajectory, deepseek_attempt`` instead. Eureka-Distill's layout is not published
-(notes/paper.md §1.2): the loader recognises the common ones (plain ``question/answer/response/
+(docs/paper.md §1): the loader recognises the common ones (plain ``question/answer/response/
 images`` columns, LLaMA-Factory's ShareGPT ``messages``/``conversations`` + ``images``, verl's
 ``prompt`` + ``reward_model.ground_truth`` + ``images``) and takes ``columns: {question, answer,
 response, thinking, images, id}`` to name others; a set it cannot read fails with the columns present.

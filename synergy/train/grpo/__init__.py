@@ -1,4 +1,4 @@
-"""GRPO of paper §2.2 with verl's definitions (notes/ecosystem.md §1.1, §1.6; notes/paper.md §2.3).
+"""GRPO of paper §2.2 with verl's definitions (docs/paper.md §4; docs/ecosystem.md §2, §4).
 
 One training step, as verl's ``RayPPOTrainer`` with ``adv_estimator=grpo``, ``use_kl_loss=True``,
 ``kl_loss_type=low_var_kl``, ``loss_agg_mode=token-mean``, ``ppo_epochs=1`` (``loop``):
@@ -28,7 +28,7 @@ Deviations and choices (none changes the objective unless stated; each module sa
    step, process), so a resumed hf run samples exactly what the uninterrupted run sampled (vLLM: up
    to its batching numerics).
 2. Old log-probs are recomputed by the trainer before the updates, never taken from the sampler
-   (ecosystem.md §6 pitfall 10).
+   (docs/ecosystem.md §10, item 10).
 3. The response token ids are the sampler's own (``Completion.token_ids``), up to and including the
    first stop token; nothing is re-tokenised from decoded text. The prompt part is the processor's
    encoding of the same prompt, checked against the ids the sampler saw.
@@ -36,8 +36,8 @@ Deviations and choices (none changes the objective unless stated; each module sa
    (Qwen2.5-VL's 3-D M-RoPE positions) only if the processor returns it; sampler and trainer agree
    to float error.
 5. Truncated responses are kept and trained, rewarded as graded; no overlong masking or penalty
-   (verl's default). The share is logged as ``truncated_rate`` (ecosystem.md §6 pitfall 6).
-6. Vision placeholder tokens are suppressed during sampling (pitfall 2).
+   (verl's default). The share is logged as ``truncated_rate`` (docs/ecosystem.md §10, item 6).
+6. Vision placeholder tokens are suppressed during sampling (docs/ecosystem.md §10, item 2).
 7. Data order: one continuous stream over per-epoch shuffles; ``drop_easy`` (paper §2.2 "w/o
    easiest") is applied by the caller with ``drop_easy_questions`` before training.
 8. Precision: float32 master weights (bf16 autocast on GPU); the final model is saved in the init
