@@ -135,5 +135,6 @@ def collect_rollouts(model, processor, rows: Sequence[Mapping], cfg: GRPOSetting
         sample_rewards=torch.tensor([reward(r[1], cfg.accuracy_weight, cfg.format_weight) for r in own],
                                     dtype=torch.float32),
         routes=seqs.routes,
+        seq_variant=list(seqs.seq_variant),
         prefix_fraction=hybrid.prefix_fraction if hybrid is not None and hybrid.mode == "progressive" else float("nan"),
     )
