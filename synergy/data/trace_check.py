@@ -22,6 +22,8 @@ _S = "|".join(SHAPES)
 _OBJ = re.compile(rf"\b({_C}) ({_S}) in row (\d), column (\d)")
 _COUNT_COLOUR = re.compile(rf"\b(?:There (?:are|is)|That is) (\d+) ({_C}) shapes?\b")
 _COUNT_SHAPE = re.compile(rf"\b(?:There (?:are|is)|That is) (\d+) ({'|'.join(list(PLURAL.values()) + list(SHAPES))})\b")
+_SURVEY_COLOUR = re.compile(rf"\b({_C}) shapes: (\d+)")
+_SURVEY_SHAPE = re.compile(r"\b(circles|squares|triangles): (\d+)")
 _BAR = re.compile(rf"\b(?:The ({_C}) bar (?:has|reaches) height (\d+)|a ({_C}) bar of height (\d+))")
 _SINGULAR = {v: k for k, v in PLURAL.items()} | {s: s for s in SHAPES}
 _INITIAL_C = {c[0]: c for c in COLOURS}
@@ -68,6 +70,12 @@ def check_steps(response: str, scene: SceneFacts) -> tuple[int, int]:
     for m in _COUNT_SHAPE.finditer(response):
         found += 1
         true += int(m.group(1)) == shapes[_SINGULAR[m.group(2)]]
+    for m in _SURVEY_COLOUR.finditer(response):
+        found += 1
+        true += int(m.group(2)) == colours[m.group(1)]
+    for m in _SURVEY_SHAPE.finditer(response):
+        found += 1
+        true += int(m.group(2)) == shapes[_SINGULAR[m.group(1)]]
     for m in _BAR.finditer(response):
         colour, height = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
         found += 1
