@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import os
@@ -326,7 +327,7 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
         "init_dir": str(init_dir),
         "seed": seed,
         "image_position": image_position,
-        "settings": cfg.to_dict(),
+        "settings": json.loads(json.dumps(cfg.to_dict())),  # as training_summary.json holds it (lists)
     }
     if accelerator.is_main_process:
         publish(state_dir / f"epoch-{chosen}", out_dir, summary,

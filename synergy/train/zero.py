@@ -9,8 +9,9 @@ What SFT, GRPO and the hybrids need besides ``accelerator.prepare`` when a ZeRO 
    runs inside DeepSpeed's ``zero.Init`` (accelerate turns it on for the whole process), so the
    reference's parameters are partitions of shape ``(0,)`` until an engine gathers them in its
    forward hooks. As TRL's ``prepare_deepspeed`` does, the reference goes into an inference-only
-   engine with the training config (stage 3 kept, so it stays sharded: 1/N of its weights per GPU;
-   with stage 1/2 the config's stage becomes 0 and the reference is replicated). Replicating it in
+   engine with the training config (stage 3 kept, so it stays sharded: 1/N of its weights per GPU).
+   With stage 1/2 nothing is partitioned at load and the reference stays a plain module on every
+   process (TRL wraps it in a stage-0 engine instead; same weights, one wrapper less). Replicating it in
    bf16 instead would cost the full 15 GB of a 7B model on every GPU beside the policy's shards
    and a colocated vLLM engine; sharding costs one all-gather per layer per reference forward.
 3. ``gathered``: a context in which a ZeRO-3 model's parameters are whole (``GatheredParameters``
@@ -52,18 +53,17 @@ def wrap_reference(model, accelerator):
     model.requires_grad_(False)
     model.eval()
     stage = zero_stage(accelerator)
-    if stage is None:
+    if stage != 3:
+        log.info("reference model replicated on every process (ZeRO stage %s keeps whole weights)", stage)
         return model.to(accelerator.device)
     import deepspeed
 
     cfg = copy.deepcopy(accelerator.state.deepspeed_plugin.deepspeed_config)
     cfg.pop("optimizer", None)
     cfg.pop("scheduler", None)
-    if stage != 3:
-        cfg["zero_optimization"] = {"stage": 0}
     engine, *_ = deepspeed.initialize(model=model, config=cfg)
     engine.eval()
-    log.info("reference model in a DeepSpeed inference engine (ZeRO stage %d)", 3 if stage == 3 else 0)
+    log.info("reference model in a DeepSpeed inference engine (ZeRO stage 3)")
     return engine
 
 

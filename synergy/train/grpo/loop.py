@@ -201,6 +201,8 @@ def _save(run: Run, processor, metrics: MetricsLog, init_dir, out_dir, summary: 
     The weights are copied in the save dtype, so the policy itself is never changed.
     """
     acc = run.accelerator
+    if run.use_deepspeed:  # one DeepSpeed optimiser step per update, as verl's ppo_mini_batch_size
+        log.info("DeepSpeed optimizer steps: %d (%d updates)", run.model.global_steps, summary["updates"])
     save_dtype = checkpoint_dtype(init_dir)
     with gathered(run.policy, acc):
         if acc.is_main_process:

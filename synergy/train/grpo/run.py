@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,20 +95,25 @@ def setup_run(init_dir, rows: list, cfg: GRPOSettings, *, state_dir, seed: int, 
     _check_settings(cfg, rows)
     P, G = cfg.prompts_per_step, cfg.num_generations
     updates_per_step = P // cfg.mini_batch_size
-    micro_per_update = -(-cfg.mini_batch_size * G // cfg.micro_batch_size)  # DeepSpeed's accumulation steps
-    accelerator = build_accelerator(grad_accum=micro_per_update if cfg.deepspeed_stage is not None else 1,
-                                    deepspeed_stage=cfg.deepspeed_stage, seed=seed, max_grad_norm=cfg.max_grad_norm)
-    world = accelerator.num_processes
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # the launcher's process count (accelerate's, checked below)
     if cfg.mini_batch_size % world:
         raise ValueError(f"grpo mini_batch_size {cfg.mini_batch_size} is not a multiple of the {world} processes")
     seqs = cfg.mini_batch_size // world * G  # sequences of one update on this process
-    micro = [(a, min(a + cfg.micro_batch_size, seqs)) for a in range(0, seqs, cfg.micro_batch_size)]
+    micro_size = min(cfg.micro_batch_size, seqs)
+    # DeepSpeed's accumulation steps: this process's micro-batches of one update (it steps at their end)
+    micro_per_update = -(-seqs // micro_size)
+    accelerator = build_accelerator(grad_accum=micro_per_update if cfg.deepspeed_stage is not None else 1,
+                                    deepspeed_stage=cfg.deepspeed_stage, seed=seed, max_grad_norm=cfg.max_grad_norm)
+    if accelerator.num_processes != world:
+        raise RuntimeError(f"WORLD_SIZE={world} but accelerate runs {accelerator.num_processes} processes")
+    micro = [(a, min(a + micro_size, seqs)) for a in range(0, seqs, micro_size)]
     updates = [[(m * seqs + a, m * seqs + b) for a, b in micro] for m in range(updates_per_step)]
     use_ds = zero_stage(accelerator) is not None
-    if use_ds and (cfg.mini_batch_size // world * G) % cfg.micro_batch_size:
-        raise ValueError("with DeepSpeed, micro_batch_size must divide mini_batch_size * num_generations per process")
+    if use_ds and seqs % micro_size:
+        raise ValueError(f"with DeepSpeed, micro_batch_size {cfg.micro_batch_size} must divide the {seqs} sequences "
+                         "of one update on each process (mini_batch_size / processes * num_generations)")
     # DeepSpeed counts micro-steps: the config must know the micro-batch and how many make one update
-    set_batch_sizes(accelerator, cfg.micro_batch_size, micro_per_update)
+    set_batch_sizes(accelerator, micro_size, micro_per_update)
 
     model, processor = load_model(init_dir, device="cpu", dtype=torch.float32, max_pixels=max_pixels)
     if cfg.freeze_vision:
