@@ -14,6 +14,7 @@ rule train_sft:
     params:
         settings=lambda wc: STUDY.arm_settings(wc.arm).to_dict(),
         image_position=STUDY.prompt.image_position,
+        max_pixels=STUDY.prompt.max_pixels,
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
         state_dir="results/train_state/{arm}",
     priority: lambda wc: arm_priority(STUDY, wc.arm)  # long chains first (synergy.workflow.arm_priority)
@@ -44,6 +45,7 @@ rule sample_train_pass_rates:
     params:
         rollout=lambda wc: pass_rate_settings(STUDY, wc.set, wc.rollout),
         image_position=STUDY.prompt.image_position,
+        max_pixels=STUDY.prompt.max_pixels,
         timeout_s=STUDY.grading.timeout_s,
         seed=lambda wc: derived_seed(STUDY.seed, "train-pass-rates", wc.set),
     priority: 1  # a GRPO training waits on it (trainings before evaluations: synergy.workflow.arm_priority)
@@ -73,6 +75,7 @@ rule train_grpo:
     params:
         settings=lambda wc: STUDY.arm_settings(wc.arm).to_dict(),
         image_position=STUDY.prompt.image_position,
+        max_pixels=STUDY.prompt.max_pixels,
         grading=STUDY.grading.to_dict(),
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
         vllm=lambda wc: vllm_params(STUDY, STUDY.arm_settings(wc.arm).rollout_backend),
@@ -105,6 +108,7 @@ rule build_mixing_set:
         mixing=config.get("mixing"),
         source=lambda wc: STUDY.arm(wc.arm).source,
         image_position=STUDY.prompt.image_position,
+        max_pixels=STUDY.prompt.max_pixels,
         timeout_s=STUDY.grading.timeout_s,
         seed=lambda wc: derived_seed(STUDY.seed, "mixing", wc.arm),
     priority: lambda wc: arm_priority(STUDY, wc.arm) + 1  # long chains first (synergy.workflow.arm_priority)

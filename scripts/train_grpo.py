@@ -28,6 +28,6 @@ if cfg.hybrid != "none" and cfg.zero_pass == "offline":  # paper §3.1: zero pas
 run_trainer("grpo", processes=gpu_processes(snakemake.resources), threads=snakemake.threads, log_file=snakemake.log[0],
             init_dir=snakemake.input.init, rows=rows, out_dir=snakemake.output.model, log_path=snakemake.output.log,
             state_dir=snakemake.params.state_dir, cfg=cfg, seed=snakemake.params.seed, zero_pass=zero,
-            image_position=snakemake.params.image_position,
+            image_position=snakemake.params.image_position, max_pixels=snakemake.params.max_pixels,
             grading_timeout_s=grading.timeout_s, grading_max_failure_share=grading.max_failure_share,
             vllm=snakemake.params.vllm)

@@ -18,4 +18,5 @@ run_trainer("sft", processes=gpu_processes(snakemake.resources), threads=snakema
             init_dir=snakemake.input.init, rows=rows, out_dir=snakemake.output.model,
             log_path=snakemake.output.log, state_dir=snakemake.params.state_dir,
             cfg=SFTSettings.from_dict(snakemake.params.settings, f"sft ({snakemake.wildcards.arm})"),
-            image_position=snakemake.params.image_position, seed=snakemake.params.seed)
+            image_position=snakemake.params.image_position, seed=snakemake.params.seed,
+            max_pixels=snakemake.params.max_pixels)

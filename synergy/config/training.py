@@ -82,6 +82,7 @@ class GRPOSettings(_Section):
     reasoning_instruction: bool = True  # "the same thinking template" (paper §2.2)
     save_every_steps: int = 10
     deepspeed_stage: int | None = None
+    gradient_checkpointing: bool = False  # recompute activations in backward (memory for time; same gradients)
     share_prompt: bool = True        # log-prob passes run each prompt once per group (grpo/shared.py; no effect on the math)
     rollout_backend: str = "hf"      # hf (transformers generate) or vllm (in-process vLLM refreshed each step; GPU only)
 
