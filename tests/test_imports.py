@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stages", ("synergy.train", "synergy.pretrain", "synergy.sampling", "synergy.mixing", "synergy.merge",
                 "synergy.judge", "synergy.judge_guard", "synergy.regrade", "synergy.launch")),
     ("workflow", ("synergy.workflow",)),
-    ("report", ("synergy.report",)),
+    ("report", ("synergy.report", "synergy.compare")),
 ]
 # What the Snakemake driver imports when it builds the DAG (Snakefile, rules/*.smk): never torch or transformers.
 DRIVER_MODULES = ("synergy.config", "synergy.workflow", "synergy.report.targets", "synergy.resources")
