@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from synergy.config import load_config_file
 from synergy.workflow import derived_seed, final_targets, train_templates
