@@ -13,6 +13,7 @@ rule train_sft:
         arm="|".join(re.escape(a) for a in arms_of_kind(STUDY, "sft", "mixing")) or "^$",
     params:
         settings=lambda wc: STUDY.arm_settings(wc.arm).to_dict(),
+        init_epoch=lambda wc: STUDY.arm(wc.arm).init_epoch,  # an SFT arm's kept epoch (paper §3.1 two-stage)
         image_position=STUDY.prompt.image_position,
         max_pixels=STUDY.prompt.max_pixels,
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
@@ -74,6 +75,7 @@ rule train_grpo:
         arm="|".join(re.escape(a) for a in arms_of_kind(STUDY, "grpo")) or "^$",
     params:
         settings=lambda wc: STUDY.arm_settings(wc.arm).to_dict(),
+        init_epoch=lambda wc: STUDY.arm(wc.arm).init_epoch,  # an SFT arm's kept epoch (paper §3.1 two-stage)
         image_position=STUDY.prompt.image_position,
         max_pixels=STUDY.prompt.max_pixels,
         grading=STUDY.grading.to_dict(),

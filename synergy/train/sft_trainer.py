@@ -48,7 +48,9 @@ Deviations and choices (the paper and LLaMA-Factory are silent or differ):
 7. **Checkpoints**: the step states (weights, optimiser, scheduler, RNG, the trainer's counters and
    metrics rows and per-epoch validation losses) rotate under ``state_dir/step-*``; each epoch's
    model is an HF folder ``state_dir/epoch-{k}`` (1-based). Only the chosen epoch survives (copied
-   to ``out_dir`` through a sibling temporary folder and a rename); then ``state_dir`` is deleted,
+   to ``out_dir`` through a sibling temporary folder and a rename), with the epochs listed in
+   ``keep_epochs`` under ``out_dir/epochs/epoch-{k}`` (another arm's ``init_epoch``, e.g. two-stage
+   from epoch 4, paper §3.1); then ``state_dir`` is deleted,
    so nothing big stays behind. The per-epoch validation losses stay in the summary and the log.
 8. **Stale states**: a start that finds no state with this run's fingerprint (settings, resolved
    ``init_dir``, the rows' count and ids, seed, image position) deletes whatever ``state_dir``
@@ -327,7 +329,8 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
         "settings": cfg.to_dict(),
     }
     if accelerator.is_main_process:
-        publish(state_dir / f"epoch-{chosen}", out_dir, summary)
+        publish(state_dir / f"epoch-{chosen}", out_dir, summary,
+                keep={k: state_dir / f"epoch-{k}" for k in cfg.keep_epochs})
         metrics.write()
     accelerator.wait_for_everyone()
     checkpointer.clear()
