@@ -22,6 +22,8 @@ from synergy.report.targets import (
     word_inputs,
 )
 
+from synergy.report.findings_targets import FINDINGS_TABLE, findings_inputs, findings_params
+
 REPORT = report_config(STUDY)
 REPORT_CODE = [code_file(workflow.basedir, "synergy", "report", f) for f in ("figures.py", "study_tables.py")]
 
@@ -29,6 +31,7 @@ REPORT_CODE = [code_file(workflow.basedir, "synergy", "report", f) for f in ("fi
 localrules:
     tabulate_level_gain,
     tabulate_reasoning_words,
+    check_findings,
     make_figure,
     make_report,
 
@@ -78,6 +81,30 @@ rule tabulate_reasoning_words:
         "results/benchmarks/tabulate_reasoning_words/table5_reasoning_words.tsv"
     script:
         "../scripts/make_words_table.py"
+
+
+rule check_findings:
+    """The paper's claims F1-F14: statistic, 95% paired bootstrap interval, the paper's value and a verdict."""
+    input:
+        **findings_inputs(STUDY),
+        code=[code_file(workflow.basedir, "synergy", "findings", f) for f in ("check.py", "frame.py", "verdict.py")],
+    output:
+        csv=table_csv(FINDINGS_TABLE),
+        md=table_md(FINDINGS_TABLE),
+    params:
+        **findings_params(STUDY),
+        bootstrap=REPORT.bootstrap.to_dict(),
+        words=list(REPORT.reasoning_words.words),
+    resources:
+        **res("check_findings"),
+    conda:
+        "../envs/cpu.yaml"
+    log:
+        "logs/check_findings/findings.log",
+    benchmark:
+        "results/benchmarks/check_findings/findings.tsv"
+    script:
+        "../scripts/check_findings.py"
 
 
 rule make_figure:

@@ -45,6 +45,7 @@ from synergy.config import (
     _Section,
 )
 from synergy.judge import JudgeConfig, JudgeModel
+from synergy.findings.settings import FindingRoles, FindingsConfig
 from synergy.report.targets import BootstrapSettings, ReportConfig, WordSettings
 from synergy.resources import RuleResources
 
@@ -74,6 +75,8 @@ SECTIONS: list[tuple[str, type]] = [
     ("sharding", ShardingConfig),
     ("judge", JudgeConfig),
     ("judge.model", JudgeModel),
+    ("findings", FindingsConfig),
+    ("findings.roles", FindingRoles),
     ("report", ReportConfig),
     ("report.bootstrap", BootstrapSettings),
     ("report.reasoning_words", WordSettings),

@@ -78,7 +78,7 @@ def test_every_job_has_a_log_and_a_benchmark(smoke_run):
     assert set(logs) == {"build_synthetic_benchmark", "build_synthetic_train_set", "build_base_model",
                          "sample_difficulty", "assign_levels", "tabulate_level_counts", "train_sft", "train_grpo",
                          "sample_train_pass_rates", "tabulate_arms", "build_mixing_set", "merge_models",
-                         "tabulate_level_gain", "tabulate_reasoning_words", "make_figure", "make_report", "evaluate"}
+                         "tabulate_level_gain", "tabulate_reasoning_words", "check_findings", "make_figure", "make_report", "evaluate"}
     # evaluation.per_job: arm (config.yaml): one evaluate job, log and benchmark file per arm, all benchmarks in it
     assert sorted(p.stem for p in (wd / "logs/evaluate").glob("*.log")) == sorted(ARMS)
     assert sorted(p.stem for p in (wd / "results/benchmarks/evaluate").glob("*.tsv")) == sorted(ARMS)

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("questions", ("synergy.prompts", "synergy.data", "synergy.grading")),
     ("config", ("synergy.config", "synergy.resources")),
     ("models and generation", ("synergy.models", "synergy.generate", "synergy.shards", "synergy.analysis",
-                               "synergy.difficulty")),
+                               "synergy.difficulty", "synergy.findings")),
     ("stages", ("synergy.train", "synergy.pretrain", "synergy.sampling", "synergy.mixing", "synergy.merge",
                 "synergy.judge", "synergy.judge_guard", "synergy.regrade", "synergy.launch")),
     ("workflow", ("synergy.workflow",)),

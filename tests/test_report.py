@@ -63,7 +63,7 @@ def test_gain_pairs_and_word_inputs_of_the_embedded_study(study):
 
 def test_report_items_follow_the_paper_order(study):
     names = [i["name"] for i in T.report_items(study)]
-    assert names[:3] == ["level_counts", "fig1_level_gain", "table1_sft_data"]
+    assert names[:4] == ["findings", "level_counts", "fig1_level_gain", "table1_sft_data"]   # findings: right after the title
     assert names.index("table2_kl") < names.index("fig4_kl_dynamics") < names.index("fig14_merging")
     assert names[-2:] == ["level_accuracy", "level_gain"]
     assert set(T.FIGURES) <= set(names)

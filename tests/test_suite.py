@@ -63,6 +63,18 @@ def test_text_sets_describe_the_scene_instead_of_showing_it():
     assert all(not r["images"] and ("grid shows" in r["question"] or "bar chart" in r["question"]) for r in rows)
 
 
+def test_text_share_mixes_described_and_shown_scenes():
+    rows = build_train_set("p", 200, ALL, style="short", modality="image", exclude=set(), reasoning_share=0.5,
+                           text_share=0.25, **KW)
+    text = [r for r in rows if not r["images"]]
+    assert 30 <= len(text) <= 70                                     # about a quarter of 200
+    assert all("grid shows" in r["question"] or "bar chart" in r["question"] for r in text)
+    plain = build_train_set("p", 50, ALL, style="short", modality="image", exclude=set(), reasoning_share=0.5, **KW)
+    assert all(r["images"] for r in plain)                           # text_share 0: every row shows its picture
+    with pytest.raises(ValueError, match="text_share"):
+        build_train_set("t", 5, ALL, style="reflective", modality="text", exclude=set(), text_share=0.5, **KW)
+
+
 def test_short_style_answers_like_an_instruct_model():
     rows = build_train_set("p", 40, ALL, style="short", modality="image", exclude=set(), reasoning_share=0.5, **KW)
     with_instr = [r for r in rows if json.loads(r["meta"])["reasoning"]]

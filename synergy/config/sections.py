@@ -29,6 +29,8 @@ class SetSpec(_Section):
     modality: str = "image"
     error_rate: float = 0.2
     reasoning_share: float = 1.0
+    scene_view: str = "objects"         # long-CoT traces describe the picture object by object, or by group counts
+    text_share: float = 0.0             # modality image: share of rows drawn text-only (docs/embedded-study.md §3)
     # real datasets (synergy/data/loaders/; loader != synthetic)
     source: str | None = None           # hub id, fetched into resources/datasets/ by rule download_dataset
     local_path: str | None = None       # a local copy in the repository's layout; replaces the download

@@ -75,8 +75,15 @@ def _draw_new(tpl: str, rng: random.Random, max_objects: int, seen: set[str]) ->
 
 def build_train_set(name: str, num_questions: int, templates: Mapping[str, float], *, style: str, modality: str,
                     seed: int, image_size: int, max_objects: int, exclude: set[str], error_rate: float = 0.2,
-                    reasoning_share: float = 1.0) -> list[dict]:
-    """A training set disjoint from ``exclude`` (benchmark keys). ``style='none'`` gives RL queries."""
+                    reasoning_share: float = 1.0, text_share: float = 0.0, scene_view: str = "objects") -> list[dict]:
+    """A training set disjoint from ``exclude`` (benchmark keys). ``style='none'`` gives RL queries.
+
+    ``text_share`` (modality image only): that share of rows describes the scene in words instead of showing
+    it, so that a model pretrained on the set has seen both forms of a question (docs/embedded-study.md §3).
+    """
+    if not 0.0 <= text_share <= 1.0 or (text_share and modality != "image"):
+        raise ValueError(f"train set {name}: text_share must be in [0, 1] and needs modality 'image', got "
+                         f"{text_share} with modality {modality!r}")
     if modality not in ("image", "text"):
         raise ValueError(f"train set {name}: modality must be 'image' or 'text', got {modality!r}")
     rng = _rng(seed, name)
@@ -84,13 +91,13 @@ def build_train_set(name: str, num_questions: int, templates: Mapping[str, float
     rows = []
     for tpl in _pick_templates(templates, rng, num_questions):
         q = _draw_new(tpl, rng, max_objects, seen)
-        text_only = modality == "text"
+        text_only = modality == "text" or (text_share > 0 and rng.random() < text_share)
         reasoning = None if style == "none" else rng.random() < reasoning_share
         response = None if style == "none" else make_response(q, style, text_only, rng, reasoning=bool(reasoning),
-                                                               error_rate=error_rate)
+                                                               error_rate=error_rate, scene_view=scene_view)
         rows.append(_question_row(q, name, len(rows), image_size=image_size, text_only=text_only, rng=rng,
                                   response=response, reasoning=reasoning))
-    validate_rows(rows, name, require_images=modality == "image")
+    validate_rows(rows, name, require_images=modality == "image" and not text_share)
     return rows
 
 

@@ -63,8 +63,9 @@ def table_pages(df: pd.DataFrame, caption: str, note: str = "", rows_per_page: i
         fig.text(0.04, 0.955, "\n".join(lines), ha="left", va="top", fontsize=11, weight="bold")
         top = 0.955 - 0.027 * len(lines) - 0.012
         if note:
-            fig.text(0.04, top, note, ha="left", va="top", fontsize=9, color="0.3", style="italic")
-            top -= 0.035
+            note_lines = textwrap.wrap(note, 170)
+            fig.text(0.04, top, "\n".join(note_lines), ha="left", va="top", fontsize=9, color="0.3", style="italic")
+            top -= 0.02 * len(note_lines) + 0.015
         ax = fig.add_axes((0.04, 0.04, 0.92, top - 0.04))
         ax.set_axis_off()
         chunk = cells[i * rows_per_page:(i + 1) * rows_per_page]

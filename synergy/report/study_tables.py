@@ -114,6 +114,13 @@ def report_layout(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                  for v, label in (("length", "length (tokens)"), ("accuracy", "accuracy (%)"))]
         out = pd.concat(parts, ignore_index=True)
         return out[["metric", "arm", *benches]], ""
+    if name == "findings" and {"claim", "statement", "value", "ci_low", "ci_high", "verdict"} <= set(df.columns):
+        from synergy.findings.verdict import RULE_TEXT
+
+        d = df.copy()
+        d["value [95% interval]"] = [_interval(g, lo, hi) for g, lo, hi in zip(d["value"], d["ci_low"], d["ci_high"])]
+        d["statement"] = [s if len(s) <= 62 else s[:59] + "..." for s in d["statement"]]
+        return d[["claim", "statement", "source", "value [95% interval]", "paper", "verdict"]], RULE_TEXT
     if name == "merge_grid" and {"method", "sft_ratio", "arm", "bench", "accuracy"} <= set(df.columns):
         benches = list(dict.fromkeys(df["bench"]))
         return _pivot(df, ["method", "sft_ratio", "arm"], "bench", "accuracy", benches), "accuracy (%) per benchmark"

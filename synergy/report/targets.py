@@ -49,6 +49,7 @@ __all__ = ["APPENDIX", "FIGURES", "FIGURE_PATH", "GAIN_TABLE", "REPORT_ORDER", "
 
 # Tables and figures in the paper's order; tables of the study not listed here go before the appendix.
 REPORT_ORDER: tuple[tuple[str, str], ...] = (
+    ("table", "findings"),        # right after the title page: which of the paper's claims this study shows
     ("table", "level_counts"),
     ("figure", "fig1_level_gain"),
     ("table", "table1_sft_data"),

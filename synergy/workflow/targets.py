@@ -14,7 +14,8 @@ from synergy.workflow.paths import FIGURE_PATH, REPORT_PATH, TABLE_PATH, level_t
 ARM_TABLES = ("table1_sft_data", "table2_kl", "table3_easy", "table6_synergy", "table7_length")
 GAIN_TABLE = "level_gain"                  # per-level gains with bootstrap intervals (Fig. 1 / 5 / 6)
 WORDS_TABLE = "table5_reasoning_words"     # paper Table 5 (every arm of Fig. 10)
-REPORT_TABLES = (GAIN_TABLE, WORDS_TABLE)  # tables built by rules/report.smk (the rest: rules/evaluate.smk)
+FINDINGS_TABLE = "findings"                # the paper's claims, each with a verdict (docs/findings.md)
+REPORT_TABLES = (GAIN_TABLE, WORDS_TABLE, FINDINGS_TABLE)  # built by rules/report.smk (the rest: rules/evaluate.smk)
 
 SYNERGY = ("sft-eureka", "rl", "twostage", "interleaved", "progressive", "mixing", "merge-linear-0.25")
 
@@ -118,7 +119,8 @@ def figure_targets(study: StudyConfig) -> list[str]:
     if not study.arms:
         return []
     return ([FIGURE_PATH.format(figure=f) for f in FIGURES]
-            + [table_csv(WORDS_TABLE), table_md(WORDS_TABLE), REPORT_PATH])
+            + [table_csv(WORDS_TABLE), table_md(WORDS_TABLE), table_csv(FINDINGS_TABLE), table_md(FINDINGS_TABLE),
+               REPORT_PATH])
 
 
 def final_targets(study: StudyConfig) -> list[str]:
