@@ -159,32 +159,3 @@ def check_rule_names(raw: Mapping[str, Any], rules: Iterable[str]) -> None:
     if unknown:
         raise ConfigError(f"config key 'resources.{unknown[0]}': no rule named {unknown[0]!r} "
                           f"(rules: {sorted(known)})")
-
-
-def main(argv=None) -> int:
-    """``python -m synergy.resources --configfile STUDY.yaml``: the GPU memory plan of every GPU job (synergy.memory_plan).
-
-    The study file is merged over config/config.yaml as Snakemake merges it. Exit status 1 when a
-    job will not fit on one GPU of ``--gpu-memory-gb`` GiB (default ``$SYNERGY_GPU_MEMORY_GB``, else 80).
-    """
-    import argparse
-    from pathlib import Path
-
-    from synergy.config import load_config_file
-    from synergy.memory_plan import gpu_memory_gib, plan_study, report
-
-    parser = argparse.ArgumentParser(prog="python -m synergy.resources", description=main.__doc__.splitlines()[0])
-    parser.add_argument("--configfile", required=True, help="the study config (merged over config/config.yaml)")
-    parser.add_argument("--base", default=str(Path(__file__).resolve().parent.parent / "config/config.yaml"),
-                        help="the config the study file is merged over (default: config/config.yaml)")
-    parser.add_argument("--gpu-memory-gb", type=float, default=None, help="memory of one GPU in GiB")
-    args = parser.parse_args(argv)
-    study = load_config_file(args.base, args.configfile)
-    plans = plan_study(study, gpu_memory_gib(args.gpu_memory_gb))
-    print(report(plans))
-    return 0 if all(p.fits for p in plans) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
