@@ -315,7 +315,7 @@ def save_model(model, processor, out_dir: str | Path, extra_files: Mapping[str, 
     rename, so the folder never appears without them. Running out of space raises ``DiskFull``
     naming the folder and the space needed; the previous folder stays whole.
     """
-    from synergy.io import disk_full_guard, folder_bytes
+    from synergy.io import disk_full_guard, folder_bytes, share_tree
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -336,6 +336,7 @@ def save_model(model, processor, out_dir: str | Path, extra_files: Mapping[str, 
         pickled = sorted(p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
         if pickled:
             raise RuntimeError(f"non-safetensors weight files written: {pickled}")
+        share_tree(tmp)  # the modes of new files under the umask: a team folder's group can read the weights
         if out_dir.exists():
             os.replace(out_dir, old)
         try:

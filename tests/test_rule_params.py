@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_study import tiny_study
+from tiny_study import forget_settings, tiny_study
 
 from synergy.config import deep_update, load_config, load_config_file
 from synergy.workflow import pass_rate_settings, train_samples_path
@@ -151,13 +151,14 @@ def test_learning_rate_change_reruns_no_pass_rate_sampling(tmp_path):
     target = train_samples_path(load_config(merged), "rl-noeasy")  # as Snakemake merges the two files
     _run(tmp_path, STUDY, target)
     assert (tmp_path / target).is_file()
+    forget_settings(tmp_path, "params")  # change the study in place: without this, other settings are refused
     lr = copy.deepcopy(STUDY)
     lr["grpo"]["learning_rate"] = 3.0e-5
     out = _run(tmp_path, lr, target, "-n")
     assert "Nothing to be done" in out.stdout + out.stderr
-    out = _run(tmp_path, lr, "results/models/rl-noeasy", "-n", "--quiet", "rules")
+    out = _run(tmp_path, lr, "results/params/models/rl-noeasy", "-n", "--quiet", "rules")
     assert re.search(r"^train_grpo\s+1$", out.stdout, re.M) and "sample_train_pass_rates" not in out.stdout
     hot = copy.deepcopy(STUDY)
     hot["grpo"]["temperature"] = 0.7
-    out = _run(tmp_path, hot, "results/models/rl-noeasy", "-n", "--quiet", "rules")
+    out = _run(tmp_path, hot, "results/params/models/rl-noeasy", "-n", "--quiet", "rules")
     assert re.search(r"^sample_train_pass_rates\s+1$", out.stdout, re.M), out.stdout

@@ -142,6 +142,7 @@ class MergingConfig(_Section):
     ratios: tuple[float, ...]
     base_arm: str = "base"           # TIES' task vectors are relative to this (the two arms' common start)
     endpoints: str = "parents"       # parents: ratios 0 / 1 ARE the RL / SFT arm (no job); merge: merged like the rest
+    backend: str = "native"          # native (synergy/merge/engine.py) or mergekit (optional install; docs/merging.md)
     ties: TiesSettings = field(default_factory=TiesSettings)
     slerp: SlerpSettings = field(default_factory=SlerpSettings)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from synergy.config.base import ConfigError
+from synergy.config.overrides import suggest
 from synergy.config.training import ARM_KINDS, DEFAULTS_SECTION, ArmSpec, arm_parents, merge_arm_dicts, resolve_settings
 
 
@@ -29,7 +30,8 @@ def _schema_errors(cfg: Mapping, schema: Mapping, prefix: tuple = ()) -> list[st
         if err.validator == "additionalProperties":
             known = set(err.schema.get("properties", {}))
             for extra in sorted(set(err.instance) - known):
-                messages.append(f"unknown config key {(where + '.' if where else '') + extra!r}")
+                messages.append(f"unknown config key {(where + '.' if where else '') + extra!r}"
+                                + suggest(extra, known))
         elif err.validator == "required":
             name = err.message.split("'")[1]
             messages.append(f"missing required config key {(where + '.' if where else '') + name!r}")

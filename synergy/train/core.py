@@ -13,7 +13,7 @@ nothing algorithm-specific:
 3. resume: a rerun of a killed rule restores the newest undamaged state (checked against its
    checksums) whose fingerprint (a hash of the run's resolved settings) matches, and starts over
    otherwise (stale states are never mixed in);
-4. the per-step metrics table (``results/train_logs/{arm}.parquet``), kept inside the state so a
+4. the per-step metrics table (``results/<study>/train_logs/{arm}.parquet``), kept inside the state so a
    resumed run continues the same table;
 5. a divergence guard: a NaN or infinite loss stops the run with a clear error, and the last good
    state stays on disk;

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from synergy.io import share_tree
 from synergy.models import save_model
 from synergy.train.core import Checkpointer, TrainingDiverged
 
@@ -84,6 +85,7 @@ def publish(epoch_dir: Path, out_dir: Path, summary: Mapping[str, Any], keep: Ma
         for k, path in sorted((keep or {}).items()):
             shutil.copytree(path, tmp / KEPT_EPOCHS / f"epoch-{k}")
         (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        share_tree(tmp)
         if out_dir.exists():
             os.replace(out_dir, old)
         os.replace(tmp, out_dir)
