@@ -18,7 +18,7 @@ import os
 
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.19")  # the profiles are profiles/*/profile.yaml, read from Snakemake 9.19 on
 
 
 configfile: os.path.join(workflow.basedir, "config/config.yaml")

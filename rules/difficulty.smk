@@ -44,6 +44,8 @@ if shard_count(STUDY, "difficulty") > 1:
             "results/{study}/difficulty/{bench}.samples.parquet",
         resources:
             **res("gather_difficulty"),
+        conda:
+            "../envs/cpu.yaml"
         log:
             "logs/{study}/gather_difficulty/{bench}.log",
         script:

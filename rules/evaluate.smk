@@ -48,6 +48,8 @@ if shard_count(STUDY, "evaluation") > 1:
             arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
         resources:
             **res("gather_eval"),
+        conda:
+            "../envs/cpu.yaml"
         log:
             "logs/{study}/gather_eval/{arm}/{bench}.log",
         script:
