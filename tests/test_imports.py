@@ -19,7 +19,7 @@ PACKAGE = ROOT / "synergy"
 
 # Lowest first; a module may import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("synergy.rows", "synergy.images", "synergy.io", "synergy.logs")),
+    ("foundation", ("synergy.rows", "synergy.images", "synergy.io", "synergy.logs", "synergy.progress")),
     ("questions", ("synergy.prompts", "synergy.data", "synergy.grading")),
     ("config", ("synergy.config", "synergy.resources")),
     ("models and generation", ("synergy.models", "synergy.generate", "synergy.shards", "synergy.analysis",
