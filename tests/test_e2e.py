@@ -74,7 +74,7 @@ def test_base_model_loads_with_the_auto_classes(smoke_run):
 
 def test_every_job_has_a_log_and_a_benchmark(smoke_run):
     wd, _ = smoke_run
-    logs = sorted(p.parent.name for p in (wd / "logs").glob("*/*.log"))
+    logs = sorted(p.parent.name for p in (wd / "logs/smoke").glob("*/*.log"))
     assert set(logs) == {"build_synthetic_benchmark", "build_synthetic_train_set", "build_base_model",
                          "sample_difficulty", "assign_levels", "tabulate_level_counts", "train_sft", "train_grpo",
                          "sample_train_pass_rates", "tabulate_arms", "build_mixing_set", "merge_models",
