@@ -42,6 +42,7 @@ localrules:
 
 
 rule all:
+    """Every table and figure of the study and results/<study>/figures/all.pdf (the default target)."""
     input:
         final_targets(STUDY),
         [f"results/{STUDY.name}/tables/judge_effect.csv"] if (config.get("judge") or {}).get("enabled") else [],
