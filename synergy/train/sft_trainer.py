@@ -78,6 +78,7 @@ from synergy.config import SFTSettings
 from synergy.data.schema import DataError
 from synergy.models import count_parameters, freeze_vision, load_model
 from synergy.progress import Progress, use_bar
+from synergy.train import tracking
 from synergy.train.core import (
     Checkpointer,
     MetricsLog,
@@ -225,7 +226,8 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
     val_losses: list[float | None] = list(state["val_losses"])
     total_tokens = int(state["tokens"])
     seconds_before = float(state["seconds"])
-    metrics = MetricsLog(log_path, state["metrics"])
+    metrics = MetricsLog(log_path, state["metrics"], accelerator)
+    tracking.start(accelerator, Path(out_dir).name, cfg.to_dict())
     progress_log = state_dir / PROGRESS_LOG  # the declared log_path is written once, when the model is
     log.info("SFT: %d epochs x %d steps = %d optimiser steps of %d sequences (micro-batches of %d), %s",
              cfg.epochs, steps_per_epoch, total_steps, cfg.batch_size, cfg.micro_batch_size,
@@ -330,6 +332,7 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
         metrics.write()
     accelerator.wait_for_everyone()
     checkpointer.clear()
+    tracking.finish(accelerator)
     log.info("SFT done: epoch %d chosen (%s), val losses %s, %d steps in %.1f s -> %s", chosen, selected_by,
              val_losses, step, seconds, out_dir)
     return summary

@@ -21,6 +21,7 @@ from synergy.data.schema import DataError, validate_rows
 from synergy.grading import Grader
 from synergy.models import save_model
 from synergy.progress import Progress, use_bar
+from synergy.train import tracking
 from synergy.train.core import MetricsLog, check_grading, explain_oom
 from synergy.train.grpo.data import process_rows, step_row_indices, step_seed
 from synergy.train.grpo.hybrid import step_plan
@@ -109,7 +110,8 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
                                          image_position=image_position)
     acc = run.accelerator
     start = int(restored["step"]) if restored else 0
-    metrics = MetricsLog(log_path, restored.get("metrics", []) if restored else [])
+    metrics = MetricsLog(log_path, restored.get("metrics", []) if restored else [], run.accelerator)
+    tracking.start(run.accelerator, Path(out_dir).name, cfg.to_dict())
     P, mbs, world, rank = cfg.prompts_per_step, cfg.mini_batch_size, acc.num_processes, acc.process_index
     engine = rollout_engine(run, processor, init_dir, vllm) if cfg.rollout_backend == "vllm" else None
     if engine is not None and start > 0:
@@ -167,6 +169,7 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
         run.checkpointer.save({"step": cfg.steps, "metrics": metrics.rows})
     summary = _summary(run, metrics, init_dir, ref_dir, rows, start, seed, grader_stats, time.monotonic() - t_start)
     _save(run, processor, metrics, init_dir, out_dir, summary)
+    tracking.finish(acc)
     log.info("GRPO done: %d steps in %.1f s (this run); model -> %s", cfg.steps, summary["seconds_this_run"], out_dir)
     return summary
 
