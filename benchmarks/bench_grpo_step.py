@@ -1,48 +1,90 @@
-"""Benchmark of one GRPO step (synergy.train.grpo): time split into generation, log-probs and update.
+"""Benchmark of one GRPO step (synergy.train.grpo): time split into generation, log-probs and update,
+with and without prompt sharing (``grpo.share_prompt``; docs/grpo.md §1).
 
 Builds the tiny Qwen2.5-VL at the DEFAULT ``TinyModelConfig`` (random weights; 112 px images,
-16 visual tokens per image) with a tokenizer trained on the synthetic suite's text, and runs
-``train_grpo`` on synthetic image questions: ``--prompts`` prompts x G=``--generations`` rollouts
-per step, ``--max-new-tokens`` new tokens at most, the paper's 2 updates per step (mini-batch =
-half the prompts), kl_coef 0.005 (so the reference pass is included) and the reasoning
-instruction in the prompt. The first step is a warm-up; the table averages the next ``--steps``.
+16 visual tokens per image) with a tokenizer trained on the synthetic suite's text, sets a GRPO run
+up with ``train_grpo``'s own pieces (``setup_run``: policy, reference model, optimiser; kl_coef
+0.005, so the reference pass is included; the paper's 2 updates per step, mini-batch = half the
+prompts; the reasoning instruction in the prompt: about 100 prompt tokens with the image), samples
+one step's rollouts (``collect_rollouts``: the generation column) and then times the step's two
+passes on those rollouts, ``score`` (old policy + reference log-probs: the log-probs column) and
+``update`` (forward + backward + optimiser of both updates: the update column), alternately with
+``share_prompt`` false (before) and true (after), ``--repeats`` times each; each column is the
+minimum over the repeats, so the before/after ratio is measured within one run on the same
+rollouts. Two shapes, each at G = 8 and 16:
 
-    python benchmarks/bench_grpo_step.py [--threads 2] [--steps 3]
+- ``embedded``: 16 prompts, at most 16 new tokens (the embedded study's answers are about 15 tokens);
+- ``paper``: 4 prompts, at most 256 new tokens: a short prompt and a long answer, as in the
+  paper's study (the random model rarely stops, so answers are about max_new_tokens long).
 
-Columns: generation = sampling + grading + building the log-prob batch; log-probs = the old
-policy's and the reference's passes over all sequences (no grad); update = forward + backward +
-optimiser over all sequences (2 updates).
+    python benchmarks/bench_grpo_step.py [--threads 2] [--repeats 3] [--shapes embedded,paper] [--generations 8,16]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import tempfile
 import time
 from pathlib import Path
 
-import polars as pl
 import torch
 
 from synergy.config import GRPOSettings
 from synergy.data.suite import build_train_set
+from synergy.grading import Grader
 from synergy.models import TinyModelConfig, build_processor, build_tiny_model, count_parameters, save_model, train_tokenizer
 from synergy.pretrain import tokenizer_corpus
-from synergy.train.grpo import train_grpo
+from synergy.train.grpo.rollouts import collect_rollouts
+from synergy.train.grpo.run import setup_run
+from synergy.train.grpo.update import micro_plan, score, update
+from synergy.train.losses import group_advantages
 
 TEMPLATES = {"count_all": 1.0, "count_colour": 1.0, "exists": 1.0, "colour_at": 1.0, "sum_colours": 1.0}
+SHAPES = {"embedded": {"prompts": 16, "max_new_tokens": 16}, "paper": {"prompts": 4, "max_new_tokens": 256}}
+
+
+def time_step(init: Path, rows: list, tmp: Path, *, prompts: int, generations: int, max_new_tokens: int,
+              micro_batch_size: int, repeats: int) -> dict:
+    """Generation seconds, prompt/response tokens, and per share_prompt the minimum log-prob and update seconds."""
+    cfg = GRPOSettings(learning_rate=1e-6, steps=1, prompts_per_step=prompts, mini_batch_size=prompts // 2,
+                       num_generations=generations, micro_batch_size=micro_batch_size, max_new_tokens=max_new_tokens,
+                       kl_coef=0.005, save_every_steps=1000)
+    run, processor, _ = setup_run(init, rows, cfg, state_dir=tmp / f"state-{prompts}-{generations}-{max_new_tokens}",
+                                  seed=0, ref_dir=None, image_position="after_text")
+    t0 = time.perf_counter()
+    with Grader(timeout_s=5.0) as grader, torch.no_grad(), run.accelerator.autocast():
+        ro = collect_rollouts(run.policy, processor, rows[:prompts], cfg, step_seed=0, grader=grader,
+                              image_position="after_text")
+    out = {"generation": time.perf_counter() - t0, "response": float(ro.completion_mask.sum(1).float().mean()),
+           "prompt": float((ro.attention_mask.sum(1) - ro.completion_mask.sum(1)).float().mean())}
+    advantages = group_advantages(ro.rewards).reshape(-1)
+    times = {False: ([], []), True: ([], [])}
+    for _ in range(repeats):
+        for share in (False, True):
+            run.cfg = dataclasses.replace(cfg, share_prompt=share)
+            plan = micro_plan(run, ro)
+            t1 = time.perf_counter()
+            old, ref, _ = score(run, ro, plan)
+            t2 = time.perf_counter()
+            update(run, ro, advantages, old, ref, 1, plan)
+            t3 = time.perf_counter()
+            times[share][0].append(t2 - t1)
+            times[share][1].append(t3 - t2)
+    for share, (lp, up) in times.items():
+        out[share] = {"logprobs": min(lp), "update": min(up)}
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--prompts", type=int, default=16)
-    ap.add_argument("--generations", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--shapes", default="embedded,paper")
+    ap.add_argument("--generations", default="8,16")
     ap.add_argument("--micro-batch-size", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up step)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed log-prob + update passes per setting (minimum)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -54,42 +96,29 @@ def main() -> None:
     processor = build_processor(tok, cfg.image_size)
     model = build_tiny_model(cfg, tok)
     params = count_parameters(model)
-    settings = GRPOSettings(learning_rate=1e-6, steps=args.steps + 1, prompts_per_step=args.prompts,
-                            mini_batch_size=args.prompts // 2, num_generations=args.generations,
-                            micro_batch_size=args.micro_batch_size, max_new_tokens=args.max_new_tokens,
-                            kl_coef=0.005, save_every_steps=1000)
+    print(f"model: default TinyModelConfig, {params['total'] / 1e6:.2f} M params ({params['vision'] / 1e6:.2f} M "
+          f"vision, frozen), vocab {len(tok)}, {torch.get_num_threads()} threads, CPU; 2 updates per step, "
+          f"micro-batch {args.micro_batch_size} sequences, reference model on (kl_coef 0.005); log-probs and update: "
+          f"minimum of {args.repeats} alternating runs on the same rollouts\n")
+    print("| shape | prompts x G | prompt / resp. tokens | share_prompt | generation (s) | log-probs (s) | update (s) | "
+          "step (s) | log-probs + update speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    t_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         save_model(model, processor, tmp / "init")
-        t0 = time.perf_counter()
-        train_grpo(tmp / "init", rows, tmp / "out", log_path=tmp / "metrics.parquet", state_dir=tmp / "state",
-                   cfg=settings, seed=0, grading_timeout_s=5.0)
-        wall = time.perf_counter() - t0
-        df = pl.read_parquet(tmp / "metrics.parquet")
-
-    timed = df.filter(pl.col("step") > 1)
-    n_seq = args.prompts * args.generations
-    print(f"model: default TinyModelConfig, {params['total'] / 1e6:.2f} M params ({params['vision'] / 1e6:.2f} M "
-          f"vision, frozen), vocab {len(tok)}, {torch.get_num_threads()} threads, CPU")
-    print(f"GRPO step: {args.prompts} prompts x G={args.generations} = {n_seq} sequences, max_new_tokens "
-          f"{args.max_new_tokens}, 2 updates of {args.prompts // 2} prompts, micro-batch {args.micro_batch_size} "
-          f"sequences, reference model on (kl_coef 0.005)\n")
-    print(f"| {'step':>4} | {'generation (s)':>14} | {'log-probs (s)':>13} | {'update (s)':>10} | {'total (s)':>9} | "
-          f"{'mean resp. tokens':>17} | {'truncated':>9} |")
-    print(f"|{'-' * 6}|{'-' * 16}|{'-' * 15}|{'-' * 12}|{'-' * 11}|{'-' * 19}|{'-' * 11}|")
-    for r in df.iter_rows(named=True):
-        tag = f"{r['step']}{'*' if r['step'] == 1 else ''}"
-        print(f"| {tag:>4} | {r['time_generate']:>14.2f} | {r['time_logprobs']:>13.2f} | {r['time_update']:>10.2f} | "
-              f"{r['seconds']:>9.2f} | {r['response_length']:>17.1f} | {r['truncated_rate']:>9.2f} |")
-    mean = {c: timed[c].mean() for c in ("time_generate", "time_logprobs", "time_update", "seconds", "response_length")}
-    share = {c: 100 * mean[c] / mean["seconds"] for c in ("time_generate", "time_logprobs", "time_update")}
-    print(f"| {'mean':>4} | {mean['time_generate']:>14.2f} | {mean['time_logprobs']:>13.2f} | "
-          f"{mean['time_update']:>10.2f} | {mean['seconds']:>9.2f} | {mean['response_length']:>17.1f} | {'':>9} |")
-    print(f"\n(* warm-up step, not in the mean; mean over steps 2..{args.steps + 1})")
-    print(f"share of a step: generation {share['time_generate']:.0f} %, log-probs {share['time_logprobs']:.0f} %, "
-          f"update {share['time_update']:.0f} %; generated tokens/s {n_seq * mean['response_length'] / mean['time_generate']:.0f}")
-    print(f"whole train_grpo call (load, {args.steps + 1} steps, saves): {wall:.1f} s; "
-          f"load average at the end: {os.getloadavg()[0]:.2f}")
+        for shape in args.shapes.split(","):
+            for G in (int(g) for g in args.generations.split(",")):
+                r = time_step(tmp / "init", rows, tmp, generations=G, micro_batch_size=args.micro_batch_size,
+                              repeats=args.repeats, **SHAPES[shape])
+                before = r[False]["logprobs"] + r[False]["update"]
+                for share in (False, True):
+                    x = r[share]
+                    gain = f"{before / (x['logprobs'] + x['update']):.2f}x" if share else ""
+                    print(f"| {shape} | {SHAPES[shape]['prompts']} x {G} | {r['prompt']:.0f} / {r['response']:.0f} | "
+                          f"{share} | {r['generation']:.2f} | {x['logprobs']:.2f} | {x['update']:.2f} | "
+                          f"{r['generation'] + x['logprobs'] + x['update']:.2f} | {gain} |", flush=True)
+    print(f"\nwhole benchmark {time.perf_counter() - t_all:.0f} s; load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ rule train_sft:
         arm="|".join(re.escape(a) for a in arms_of_kind(STUDY, "sft", "mixing")) or "^$",
     params:
         settings=lambda wc: STUDY.arm_settings(wc.arm).to_dict(),
+        init_epoch=lambda wc: STUDY.arm(wc.arm).init_epoch,  # an SFT arm's kept epoch (paper §3.1 two-stage)
         image_position=STUDY.prompt.image_position,
+        max_pixels=STUDY.prompt.max_pixels,
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
         state_dir="results/{study}/train_state/{arm}",
     priority: lambda wc: arm_priority(STUDY, wc.arm)  # long chains first (synergy.workflow.arm_priority)
@@ -46,6 +48,7 @@ rule sample_train_pass_rates:
     params:
         rollout=lambda wc: pass_rate_settings(STUDY, wc.set, wc.rollout),
         image_position=STUDY.prompt.image_position,
+        max_pixels=STUDY.prompt.max_pixels,
         timeout_s=STUDY.grading.timeout_s,
         seed=lambda wc: derived_seed(STUDY.seed, "train-pass-rates", wc.set),
     priority: 1  # a GRPO training waits on it (trainings before evaluations: synergy.workflow.arm_priority)
@@ -75,7 +78,9 @@ rule train_grpo:
         arm="|".join(re.escape(a) for a in arms_of_kind(STUDY, "grpo")) or "^$",
     params:
         settings=lambda wc: STUDY.arm_settings(wc.arm).to_dict(),
+        init_epoch=lambda wc: STUDY.arm(wc.arm).init_epoch,  # an SFT arm's kept epoch (paper §3.1 two-stage)
         image_position=STUDY.prompt.image_position,
+        max_pixels=STUDY.prompt.max_pixels,
         grading=STUDY.grading.to_dict(),
         seed=lambda wc: derived_seed(STUDY.seed, "train", wc.arm),
         vllm=lambda wc: vllm_params(STUDY, STUDY.arm_settings(wc.arm).rollout_backend),
@@ -109,6 +114,7 @@ rule build_mixing_set:
         mixing=config.get("mixing"),
         source=lambda wc: STUDY.arm(wc.arm).source,
         image_position=STUDY.prompt.image_position,
+        max_pixels=STUDY.prompt.max_pixels,
         timeout_s=STUDY.grading.timeout_s,
         seed=lambda wc: derived_seed(STUDY.seed, "mixing", wc.arm),
     priority: lambda wc: arm_priority(STUDY, wc.arm) + 1  # long chains first (synergy.workflow.arm_priority)

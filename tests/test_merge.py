@@ -276,3 +276,21 @@ def test_in_place_threshold_is_the_exact_kth_value(density):
     scratch = mags.clone()
     assert trim_threshold(scratch, density, in_place=True) == expected
     assert sorted(scratch.tolist()) == sorted(mags.tolist())  # reordered, nothing lost
+
+
+@pytest.mark.parametrize("density", [0.0, 0.3, 0.5, 0.9, 1.0])
+def test_streamed_threshold_equals_the_whole_tensor_threshold(density):
+    """The radix selection over chunks (histogram of the top bits, then one bucket) finds trim_threshold's value."""
+    from synergy.merge.methods import (bucket_values, magnitude_histogram, threshold_bucket, threshold_from_histogram,
+                                       trim_threshold)
+
+    g = torch.Generator().manual_seed(0)
+    mags = (torch.randn(10_000, generator=g) * 0.01).abs()
+    mags[:3000] = mags[:3000].to(torch.bfloat16).float()  # many exact ties, as bf16 task vectors have
+    chunks = mags.split(1234)
+    where = threshold_bucket(sum(magnitude_histogram(c) for c in chunks), density)
+    if isinstance(where, float):
+        got = where
+    else:
+        got = threshold_from_histogram(torch.cat([bucket_values(c, where[0]) for c in chunks]), where[1])
+    assert got == trim_threshold(mags.clone(), density)

@@ -162,7 +162,7 @@ def test_two_fresh_runs_give_byte_identical_levels_and_evaluation(runs):
 
 
 def test_kill_leaves_no_output_that_looks_complete(runs):
-    kill, a = runs["kill"], runs["a"]
+    kill = runs["kill"]
     info = f"(seed {runs['seed']}: killed {kill['delay']:.2f} s after the state of step {kill['k']})"
     new = runs["after_kill"] - runs["before_kill"]
     assert new and all(p.startswith(STATE + "/") for p in new), (sorted(new), info)

@@ -75,7 +75,7 @@ def _draw_new(tpl: str, rng: random.Random, max_objects: int, seen: set[str]) ->
 
 def build_train_set(name: str, num_questions: int, templates: Mapping[str, float], *, style: str, modality: str,
                     seed: int, image_size: int, max_objects: int, exclude: set[str], error_rate: float = 0.2,
-                    reasoning_share: float = 1.0, text_share: float = 0.0) -> list[dict]:
+                    reasoning_share: float = 1.0, text_share: float = 0.0, scene_view: str = "objects") -> list[dict]:
     """A training set disjoint from ``exclude`` (benchmark keys). ``style='none'`` gives RL queries.
 
     ``text_share`` (modality image only): that share of rows describes the scene in words instead of showing
@@ -94,7 +94,7 @@ def build_train_set(name: str, num_questions: int, templates: Mapping[str, float
         text_only = modality == "text" or (text_share > 0 and rng.random() < text_share)
         reasoning = None if style == "none" else rng.random() < reasoning_share
         response = None if style == "none" else make_response(q, style, text_only, rng, reasoning=bool(reasoning),
-                                                               error_rate=error_rate)
+                                                               error_rate=error_rate, scene_view=scene_view)
         rows.append(_question_row(q, name, len(rows), image_size=image_size, text_only=text_only, rng=rng,
                                   response=response, reasoning=reasoning))
     validate_rows(rows, name, require_images=modality == "image" and not text_share)

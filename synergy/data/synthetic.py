@@ -64,6 +64,16 @@ class Scene:
         parts = [o.describe() for o in self.objects]
         return "A picture on a 4 by 4 grid shows " + "; ".join(parts) + "."
 
+    def survey(self) -> str:
+        """The scene as group counts, colour or shape first (a trace's ``scene_view: counts``): for a
+        model that reads a group at a glance but not a cell by its row and column."""
+        if self.kind == "bars":
+            return self.describe()
+        colours = Counter(o.colour for o in self.objects)
+        shapes = Counter(o.shape for o in self.objects)
+        return ("I count the groups. " + ", ".join(f"{c} shapes: {colours[c]}" for c in COLOURS) + "; "
+                + ", ".join(f"{PLURAL[s]}: {shapes[s]}" for s in SHAPES) + ".")
+
     def key(self) -> str:
         if self.kind == "bars":
             return "bars:" + ",".join(f"{c}{h}" for c, h in self.bars)

@@ -20,6 +20,7 @@ instruct model that follows the instruction.
 from __future__ import annotations
 
 import random
+import re
 
 from synergy.data.synthetic import Question
 
@@ -68,15 +69,40 @@ def short_response(q: Question, reasoning: bool) -> str:
     return f"The answer is {answer_text(q)}."
 
 
-def reflective_trace(q: Question, text_only: bool, rng: random.Random, checks: int = 2) -> str:
+SCENE_VIEWS = ("objects", "counts")
+_LISTING = re.compile(r"^The (.+?) are: .*\.$")
+_COUNTED = re.compile(r"^Counting them gives (\d+)\.$")
+
+
+def _view(q: Question, scene_view: str) -> tuple[str, tuple[str, ...]]:
+    """The trace's picture description and steps: every object with its cell (``objects``), or group counts
+    (``counts``: the listing steps dropped, "Counting them gives N." said as "There are N <group>.")."""
+    if scene_view == "objects":
+        return q.scene.describe(), q.steps
+    if scene_view != "counts":
+        raise ValueError(f"unknown scene_view {scene_view!r}; expected one of {SCENE_VIEWS}")
+    steps, what = [], ""
+    for step in q.steps:
+        listing = _LISTING.match(step)
+        if listing:
+            what = listing.group(1)
+            continue
+        counted = _COUNTED.match(step)
+        steps.append(f"There are {counted.group(1)} {what}." if counted and what else step)
+    return q.scene.survey(), tuple(steps)
+
+
+def reflective_trace(q: Question, text_only: bool, rng: random.Random, checks: int = 2,
+                     scene_view: str = "objects") -> str:
     """Step-by-step reasoning followed by ``checks`` rounds of verification (s1.1-R1 / Eureka style)."""
+    scene, steps = _view(q, scene_view)
     lines = [rng.choice(("Let me read the question carefully.", "Let me work through this step by step."))]
-    lines.append(("The description says: " if text_only else "Looking at the image: ") + q.scene.describe())
+    lines.append(("The description says: " if text_only else "Looking at the image: ") + scene)
     lines.append(q.goal)
-    lines.extend(q.steps)
+    lines.extend(steps)
     for _ in range(checks):
         lines.append(rng.choice(_CHECKS))
-        lines.extend(q.steps[-2:] if len(q.steps) > 1 else q.steps)
+        lines.extend(steps[-2:] if len(steps) > 1 else steps)
         lines.append("Yes, that is consistent.")
     lines.append(f"So the answer is {answer_text(q)}.{_option_clause(q)}")
     return _wrap("\n".join(lines), answer_text(q))
@@ -91,30 +117,31 @@ def _slip(q: Question, rng: random.Random) -> str:
     return str(max(0, value + rng.choice((-2, -1, 1, 2))) if value > 0 else value + rng.choice((1, 2)))
 
 
-def verbose_trace(q: Question, text_only: bool, rng: random.Random, error_rate: float = 0.2) -> str:
+def verbose_trace(q: Question, text_only: bool, rng: random.Random, error_rate: float = 0.2,
+                  scene_view: str = "objects") -> str:
     """Long, repetitive reasoning without verification; wrong with probability ``error_rate`` (s1-Gemini style)."""
-    scene = q.scene.describe()
+    scene, steps = _view(q, scene_view)
     lines = [f'Okay, so the question is asking: "{q.text}"', rng.choice(_FILLER), rng.choice(_FILLER)]
     lines.append(f"Let me restate the problem in my own words. {scene}")
     lines.append(f"And the question is: {q.text} {rng.choice(_FILLER)}")
-    for step in q.steps:
+    for step in steps:
         lines += [rng.choice(_FILLER), step, f"In other words, {step[0].lower()}{step[1:]}"]
     answer = _slip(q, rng) if rng.random() < error_rate else answer_text(q)
     lines.append("So, to summarize everything I have considered so far:")
-    lines.extend(q.steps)
+    lines.extend(steps)
     lines.append(f"{rng.choice(_FILLER)} Therefore the final answer should be {answer}.")
     return _wrap("\n".join(lines), answer)
 
 
 def make_response(q: Question, style: str, text_only: bool, rng: random.Random, *, reasoning: bool = True,
-                  error_rate: float = 0.2) -> str:
-    """Dispatch on ``style`` (one of STYLES)."""
+                  error_rate: float = 0.2, scene_view: str = "objects") -> str:
+    """Dispatch on ``style`` (one of STYLES); ``scene_view`` (one of SCENE_VIEWS) for the long styles."""
     if style == "short":
         return short_response(q, reasoning)
     if style == "verbose":
-        return verbose_trace(q, text_only, rng, error_rate)
+        return verbose_trace(q, text_only, rng, error_rate, scene_view)
     if style == "reflective":
-        return reflective_trace(q, text_only, rng, checks=2)
+        return reflective_trace(q, text_only, rng, checks=2, scene_view=scene_view)
     if style == "reflective_short":
-        return reflective_trace(q, text_only, rng, checks=1)
+        return reflective_trace(q, text_only, rng, checks=1, scene_view=scene_view)
     raise ValueError(f"unknown trace style {style!r}; expected one of {STYLES}")

@@ -68,7 +68,7 @@ class GradingStorm(RuntimeError):
     """Too many of a step's rollouts could not be graded (timeouts or errors); training stopped."""
 
 
-MEMORY_ONLY_KEYS = ("micro_batch_size",)
+MEMORY_ONLY_KEYS = ("micro_batch_size", "gradient_checkpointing")
 """Settings that change memory use but not the result: left out of the resume fingerprint."""
 
 

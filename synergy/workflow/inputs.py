@@ -143,7 +143,7 @@ def merge_settings(study: StudyConfig, arm: str) -> dict:
     """Method, SFT ratio and the method's settings of a merged arm (params of rule merge_models)."""
     spec, m = study.arm(arm), study.merging
     return {"method": spec.method, "sft_ratio": float(spec.sft_ratio), "density": m.ties.density,
-            "scale": m.ties.scale, "dot_threshold": m.slerp.dot_threshold}
+            "scale": m.ties.scale, "dot_threshold": m.slerp.dot_threshold, "backend": m.backend}
 
 
 def arm_priority(study: StudyConfig, arm: str) -> int:

@@ -58,6 +58,7 @@ class Rollouts:
     sample_rewards: Tensor | None = None
     routes: list[str] = field(default_factory=list)
     prefix_fraction: float = float("nan")
+    seq_variant: list[int] | None = None  # the prompt variant of each sequence (grpo/shared.py groups by it)
 
     def __post_init__(self):
         if self.sft_weight is None:

@@ -2,7 +2,8 @@
 
 ``score`` computes the log-probs of the responses under the current policy ("old", no grad) and,
 when ``kl_coef > 0``, under the frozen reference model, in the micro-batches the updates will use,
-so the first update's ratio is exactly 1. They are recomputed by the trainer, never taken from the
+so the first update's ratio is exactly 1. With ``share_prompt`` each micro-batch computes each of its
+prompts once (``shared``: one prompt forward, its key/value cache expanded to the continuations). They are recomputed by the trainer, never taken from the
 sampler: with two updates per rollout batch the second one is off-policy, and sampler and trainer
 numerics differ.
 
@@ -27,7 +28,8 @@ from synergy.train.core import TrainingDiverged, check_finite
 from synergy.train.grpo.batch import Rollouts, select
 from synergy.train.grpo.metrics import mean
 from synergy.train.grpo.run import Run
-from synergy.train.losses import grpo_loss, token_logprobs
+from synergy.train.grpo.shared import micro_logprobs
+from synergy.train.losses import grpo_loss
 
 
 def micro_plan(run: Run, ro: Rollouts) -> list[list[list[int]]]:
@@ -59,16 +61,16 @@ def score(run: Run, ro: Rollouts, plan) -> tuple[Tensor, Tensor | None, Tensor]:
     N, L = ro.input_ids.shape
     old, ent = torch.zeros(N, L), torch.zeros(N, L)
     ref = torch.zeros(N, L) if run.ref is not None else None
-    device = run.accelerator.device
+    device, share = run.accelerator.device, run.cfg.share_prompt
     with torch.no_grad(), run.accelerator.autocast():
         for idx in (c for update in plan for c in update):
             ids, am, cm, sw, kw, c0 = select(ro, idx, device)
             mask = cm.bool() | (sw > 0)
             sel = torch.tensor(idx)
-            lp, e = token_logprobs(run.policy, ids, am, mask, model_kwargs=kw, with_entropy=True)
+            lp, e = micro_logprobs(run.policy, ro, idx, ids, am, mask, kw, share=share, with_entropy=True)
             old[sel, c0:], ent[sel, c0:] = lp.cpu(), e.cpu()
             if ref is not None:
-                ref[sel, c0:] = token_logprobs(run.ref, ids, am, mask, model_kwargs=kw)[0].cpu()
+                ref[sel, c0:] = micro_logprobs(run.ref, ro, idx, ids, am, mask, kw, share=share)[0].cpu()
     return old, ref, ent
 
 
@@ -105,7 +107,7 @@ def update(run: Run, ro: Rollouts, advantages: Tensor, old: Tensor, ref: Tensor 
                 ctx = contextlib.nullcontext() if k == len(chunks) - 1 else acc.no_sync(model)
             with ctx, acc.autocast():
                 sft_mask = sw > 0
-                logp, _ = token_logprobs(model, ids, am, cm.bool() | sft_mask, model_kwargs=kw)
+                logp, _ = micro_logprobs(model, ro, idx, ids, am, cm.bool() | sft_mask, kw, share=cfg.share_prompt)
                 ref_lp = ref[sel, c0:].to(device) if ref is not None else None
                 out = grpo_loss(logp, old[sel, c0:].to(device), ref_lp, advantages[sel].to(device), cm,
                                 clip_low=cfg.clip_low, clip_high=cfg.clip_high, clip_ratio_c=cfg.clip_ratio_c,
