@@ -172,8 +172,11 @@ def test_a_second_study_leaves_the_first_byte_identical(tmp_path_factory):
     import slurmci
 
     run = slurmci.smoke_run(tmp_path_factory)
-    wd = tmp_path_factory.mktemp("two-studies") / "wd"
-    shutil.copytree(run.wd, wd, symlinks=True)  # the smoke run stays as test_e2e reads it
+    # the smoke run stays as test_e2e reads it; the copy sits at the same depth, so the rules' code inputs
+    # (paths into the checkout relative to the working directory) read the same
+    wd = tmp_path_factory.mktemp("two-studies")
+    assert len(wd.parts) == len(Path(run.wd).parts)
+    shutil.copytree(run.wd, wd, symlinks=True, dirs_exist_ok=True)
     smoke = [study_files(wd, "smoke"), study_logs(wd, "smoke")]
     before = _digests(*smoke)
     assert len(before) > 100 and (study_files(wd, "smoke") / "study.yaml").is_file()
