@@ -3,9 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SMK := $(VENV)/bin/snakemake
 
-.PHONY: setup study smoke compare test test-fast dag clean
+.PHONY: help setup study smoke compare test test-fast dag clean
 
-setup: $(VENV)/.installed
+help:                 ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):[^#]*## /  make \1\t/' | expand -t 20
+
+setup: $(VENV)/.installed   ## the pinned .venv (CPU torch; about 6.4 GB)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,8 +33,11 @@ test: setup           ## every test tier: unit, DAG, end to end on the smoke con
 test-fast: setup      ## unit + DAG tests only
 	$(PY) -m pytest -q -m "not slow"
 
-dag: setup
+dag: setup            ## the embedded study's DAG, nothing runs
 	$(SMK) -n
 
-clean:
-	rm -rf results logs .snakemake
+clean:                ## delete results/, logs/ and .snakemake/ of EVERY study (trained models too), after a yes
+	@echo "This deletes results/, logs/ and .snakemake/: every study's trained models, tables and figures:"
+	@du -sh results logs .snakemake 2>/dev/null || true
+	@if [ "$(YES)" = "1" ]; then ans=yes; else printf "Type yes to delete them: "; read ans; fi; \
+	if [ "$$ans" = "yes" ]; then rm -rf results logs .snakemake && echo deleted; else echo "kept (nothing deleted)"; exit 1; fi

@@ -18,7 +18,7 @@ import os
 
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.19")  # the profiles are profiles/*/profile.yaml, read from Snakemake 9.19 on
 
 
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
@@ -42,6 +42,7 @@ localrules:
 
 
 rule all:
+    """Every table and figure of the study and results/<study>/figures/all.pdf (the default target)."""
     input:
         final_targets(STUDY),
         [f"results/{STUDY.name}/tables/judge_effect.csv"] if (config.get("judge") or {}).get("enabled") else [],

@@ -6,6 +6,7 @@ DATASET_DOWNLOADS = dataset_downloads([s.to_dict() for s in (*STUDY.benchmarks, 
 
 
 rule build_synthetic_benchmark:
+    """One benchmark of the embedded suite: pictures drawn with PIL, questions in the canonical schema."""
     output:
         "results/{study}/data/bench/{bench}.parquet",
     wildcard_constraints:
@@ -27,6 +28,7 @@ rule build_synthetic_benchmark:
 
 
 rule build_synthetic_train_set:
+    """One training set of the embedded suite (RL queries, SFT traces, pretraining answers)."""
     input:
         benchmarks=synthetic_bench_paths(STUDY),
     output:
@@ -51,6 +53,7 @@ rule build_synthetic_train_set:
 
 
 rule load_benchmark:
+    """A hub benchmark (or its local copy) into the canonical question schema, every image checked."""
     input:
         data=lambda wc: dataset_dir(bench_spec(STUDY, wc.bench).to_dict()),
     output:
@@ -73,6 +76,7 @@ rule load_benchmark:
 
 
 rule load_train_set:
+    """A hub training set (s1K, s1K-1.1, Eureka-Distill, or a local copy) into the canonical schema."""
     input:
         data=lambda wc: dataset_dir(train_spec(STUDY, wc.set).to_dict()),
     output:

@@ -1,9 +1,11 @@
 # Difficulty levels from the base model's pass rate over n samples (paper §2.3), or the paper's
 # own tags for benchmarks with `levels: paper`.
 from synergy.data.loaders.hub import level_inputs
+from synergy.report.targets import SECTION_2
 
 
 rule sample_difficulty:
+    """The base model's n samples per question of one benchmark, graded (paper §2.3: n = 16)."""
     input:
         bench="results/{study}/data/bench/{bench}.parquet",
         model="results/{study}/models/base",
@@ -37,6 +39,7 @@ if shard_count(STUDY, "difficulty") > 1:
         gather_difficulty,
 
     rule gather_difficulty:
+        """The shards of one benchmark's difficulty samples, checked and joined into one file."""
         input:
             bench="results/{study}/data/bench/{bench}.parquet",
             shards=lambda wc: shard_paths(STUDY, "difficulty", bench=wc.bench),
@@ -44,6 +47,8 @@ if shard_count(STUDY, "difficulty") > 1:
             "results/{study}/difficulty/{bench}.samples.parquet",
         resources:
             **res("gather_difficulty"),
+        conda:
+            "../envs/cpu.yaml"
         log:
             "logs/{study}/gather_difficulty/{bench}.log",
         script:
@@ -51,6 +56,7 @@ if shard_count(STUDY, "difficulty") > 1:
 
 
 rule assign_levels:
+    """Difficulty levels L1-L5 from the base model's pass rate over n samples (paper §2.3)."""
     input:
         unpack(lambda wc: level_inputs([b.to_dict() for b in STUDY.benchmarks], STUDY.name)),
     output:
@@ -70,10 +76,12 @@ rule assign_levels:
 
 
 rule tabulate_level_counts:
+    """Questions per benchmark and difficulty level."""
     input:
         "results/{study}/difficulty/levels.parquet",
     output:
-        csv="results/{study}/tables/level_counts.csv",
+        csv=report("results/{study}/tables/level_counts.csv", caption="../report/level_counts.rst",
+                   category=SECTION_2, labels={"table": "level_counts"}),
         md="results/{study}/tables/level_counts.md",
     params:
         benches=STUDY.bench_names,

@@ -16,6 +16,7 @@ localrules:
 
 
 rule download_dataset:
+    """A hub dataset repository at its revision into resources/datasets/ (shared by every study)."""
     output:
         directory("resources/datasets/{dataset}"),
     wildcard_constraints:
@@ -34,6 +35,7 @@ rule download_dataset:
 
 
 rule download_model:
+    """A hub model repository at its revision into resources/models/ (shared by every study)."""
     output:
         directory("resources/models/{model}"),
     wildcard_constraints:

@@ -1,8 +1,10 @@
 # Evaluation of every arm on every benchmark, k graded samples per question (paper §2.4),
 # and the tables built from them (paper Tables 1-3, 6, 7, the merge grid, per-level accuracy).
+from synergy.report.targets import report_caption, report_section
 
 
 rule evaluate:
+    """k graded samples per question of one arm (paper §2.4: k = 4, T 0.6, top-p 0.95)."""
     # one job per (arm, benchmark[, shard]), or per arm over every benchmark (evaluation.per_job: arm)
     input:
         bench=lambda wc: eval_bench_inputs(STUDY, wc),
@@ -39,6 +41,7 @@ if shard_count(STUDY, "evaluation") > 1:
         gather_eval,
 
     rule gather_eval:
+        """The shards of one arm's evaluation on one benchmark, checked and joined into one file."""
         input:
             bench="results/{study}/data/bench/{bench}.parquet",
             shards=lambda wc: shard_paths(STUDY, "evaluation", arm=wc.arm, bench=wc.bench),
@@ -48,6 +51,8 @@ if shard_count(STUDY, "evaluation") > 1:
             arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
         resources:
             **res("gather_eval"),
+        conda:
+            "../envs/cpu.yaml"
         log:
             "logs/{study}/gather_eval/{arm}/{bench}.log",
         script:
@@ -55,15 +60,18 @@ if shard_count(STUDY, "evaluation") > 1:
 
 
 rule tabulate_arms:
+    """One of the paper's arm tables (Tables 1-3, 6, 7, the merge grid, accuracy by level)."""
     input:
         evals=lambda wc: eval_paths(STUDY, table_arms(STUDY, wc.table)),
         levels="results/{study}/difficulty/levels.parquet",
     output:
-        csv="results/{study}/tables/{table}.csv",
+        csv=report("results/{study}/tables/{table}.csv", caption="../report/table.rst",
+                   category=lambda wc: report_section(wc.table), labels=lambda wc: {"table": wc.table}),
         md="results/{study}/tables/{table}.md",
     wildcard_constraints:
         table="|".join(re.escape(t) for t in table_names(STUDY)) or "^$",
     params:
+        caption=lambda wc: report_caption(wc.table),
         arms=lambda wc: table_arms(STUDY, wc.table),
         benches=STUDY.bench_names,
         train_sets=lambda wc: table_train_sets(STUDY, wc.table),

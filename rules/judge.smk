@@ -6,6 +6,7 @@ from synergy.data.loaders.hub import model_source_dir
 if (config.get("judge") or {}).get("enabled"):
 
     rule judge:
+        """The LLM judge's verdict on answers the rules could not extract (paper §2.4)."""
         input:
             evals="results/{study}/eval/{arm}/{bench}.parquet",
             bench="results/{study}/data/bench/{bench}.parquet",
@@ -31,6 +32,7 @@ if (config.get("judge") or {}).get("enabled"):
             "../scripts/judge.py"
 
     rule tabulate_judge:
+        """Accuracy of every arm with and without the judge."""
         input:
             [f"results/{STUDY.name}/eval_judged/{a}/{b}.parquet" for a in STUDY.arm_names for b in STUDY.bench_names],
         output:

@@ -6,6 +6,7 @@ from synergy.data.loaders.hub import model_source_dir
 if STUDY.base_model.source == "tiny":
 
     rule build_base_model:
+        """The tiny Qwen2.5-VL: tokenizer, processor and model built and pretrained on short answers."""
         input:
             pretrain=lambda wc: f"results/{STUDY.name}/data/train/{STUDY.base_model.pretrain.train_set}.parquet",
             corpus=tokenizer_corpus_paths(STUDY),
@@ -34,6 +35,7 @@ else:
         link_base_model,
 
     rule link_base_model:
+        """The paper study's base model: a folder of links to the downloaded or local Qwen2.5-VL-7B."""
         input:
             model=model_source_dir(config["base_model"], STUDY.name),
         output:

@@ -11,7 +11,10 @@ from synergy.report.targets import (
     figure_spec,
     gain_inputs,
     gain_pairs,
+    SECTION_2,
+    report_caption,
     report_config,
+    report_section,
     report_inputs,
     report_items,
     table_csv,
@@ -37,12 +40,14 @@ localrules:
 
 
 rule tabulate_level_gain:
+    """Accuracy gain of each arm over its reference per benchmark and level, with bootstrap intervals (Fig. 1, 5, 6)."""
     input:
         evals=gain_inputs(STUDY),
         levels="results/{study}/difficulty/levels.parquet",
         code=code_file(workflow.basedir, "synergy", "analysis.py"),
     output:
-        csv=table_csv("level_gain"),
+        csv=report(table_csv("level_gain"), caption="../report/level_gain.rst", category=SECTION_2,
+                   labels={"table": "level_gain"}),
         md=table_md("level_gain"),
     params:
         pairs=gain_pairs(STUDY),
@@ -60,11 +65,13 @@ rule tabulate_level_gain:
 
 
 rule tabulate_reasoning_words:
+    """Table 5: reasoning-word counts in the answers of the base, SFT and RL arms."""
     input:
         evals=word_inputs(STUDY),
         code=code_file(workflow.basedir, "synergy", "analysis.py"),
     output:
-        csv=table_csv("table5_reasoning_words"),
+        csv=report(table_csv("table5_reasoning_words"), caption="../report/table5_reasoning_words.rst",
+                   category=SECTION_2, labels={"table": "table5_reasoning_words"}),
         md=table_md("table5_reasoning_words"),
     params:
         arms=word_arms(STUDY),
@@ -89,7 +96,8 @@ rule check_findings:
         **findings_inputs(STUDY),
         code=[code_file(workflow.basedir, "synergy", "findings", f) for f in ("check.py", "frame.py", "verdict.py")],
     output:
-        csv=table_csv(FINDINGS_TABLE),
+        csv=report(table_csv(FINDINGS_TABLE), caption="../report/findings.rst",
+                   category=report_section(FINDINGS_TABLE), labels={"table": FINDINGS_TABLE}),
         md=table_md(FINDINGS_TABLE),
     params:
         **findings_params(STUDY),
@@ -108,11 +116,13 @@ rule check_findings:
 
 
 rule make_figure:
+    """One figure of the paper (Fig. 1-14) from the study's tables and training logs."""
     input:
         unpack(lambda wc: figure_inputs(STUDY, wc.figure)),
         code=REPORT_CODE,
     output:
-        FIGURE_PATH,
+        report(FIGURE_PATH, caption="../report/figure.rst", category=lambda wc: report_section(wc.figure),
+               labels=lambda wc: {"figure": wc.figure}),
     wildcard_constraints:
         figure="|".join(FIGURES),
     params:
@@ -130,11 +140,12 @@ rule make_figure:
 
 
 rule make_report:
+    """results/<study>/figures/all.pdf: title page, findings, every table and figure with its caption."""
     input:
         report_inputs(STUDY),
         code=[*REPORT_CODE, code_file(workflow.basedir, "synergy", "report", "pdf.py")],
     output:
-        REPORT_PATH,
+        report(REPORT_PATH, caption="../report/all.rst", category="Report: all.pdf", labels={"file": "all.pdf"}),
     params:
         info=title_info(STUDY, config),
         pages=report_items(STUDY),

@@ -3,6 +3,7 @@
 
 
 rule train_sft:
+    """One long-CoT SFT arm (paper §2.1) or a data-mixing arm; resumes from its saved state after a kill."""
     input:
         init=lambda wc: model_dir(STUDY, STUDY.arm(wc.arm).init),
         data=lambda wc: sft_data_path(STUDY, wc.arm),
@@ -36,6 +37,7 @@ rule train_sft:
 # them ({rollout}: synergy.workflow.rollout_key); it gets those settings only, so a change of, say, the
 # learning rate re-runs no sampling.
 rule sample_train_pass_rates:
+    """The base model's G rollouts on the RL queries, for arms that drop easy or zero-pass questions."""
     input:
         bench="results/{study}/data/train/{set}.parquet",
         model="results/{study}/models/base",
@@ -64,6 +66,7 @@ rule sample_train_pass_rates:
 
 
 rule train_grpo:
+    """One GRPO arm (paper §2.2; hybrids §3.1); resumes from its saved state after a kill."""
     input:
         unpack(lambda wc: grpo_inputs(STUDY, wc.arm)),
         init=lambda wc: model_dir(STUDY, STUDY.arm(wc.arm).init),
@@ -97,6 +100,7 @@ rule train_grpo:
 
 
 rule build_mixing_set:
+    """A data-mixing arm's SFT set: the RL arm's correct answers plus traces of questions it never solved (paper §3.2)."""
     input:
         model=lambda wc: model_dir(STUDY, STUDY.arm(wc.arm).source),
         data=lambda wc: f"results/{STUDY.name}/data/train/{STUDY.arm(wc.arm).train_set}.parquet",
@@ -128,6 +132,7 @@ rule build_mixing_set:
 
 
 rule merge_models:
+    """One merged arm: linear, TIES or SLERP of the SFT and RL arms at one ratio (paper §3.3)."""
     input:
         unpack(lambda wc: merge_inputs(STUDY, wc.arm)),
     output:

@@ -49,9 +49,23 @@ def _excepthook(exc_type, exc, tb) -> None:
     logging.getLogger("synergy").critical("uncaught %s: the job failed", exc_type.__name__, exc_info=(exc_type, exc, tb))
 
 
+def _not_progress_on_a_terminal(record: logging.LogRecord) -> bool:
+    """A terminal shows progress as a tqdm bar (synergy.progress): its progress lines go to the log file only."""
+    return not (getattr(record, "progress", False) and _isatty(sys.stderr))
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO) -> None:
     """Send log records (synergy.* and libraries) to ``log_path`` and stderr, with timestamps, secrets redacted."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.addFilter(_not_progress_on_a_terminal)
+    handlers: list[logging.Handler] = [terminal]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w"))

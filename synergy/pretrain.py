@@ -28,6 +28,7 @@ import torch
 
 from synergy.config import PretrainConfig, TinyModelSettings
 from synergy.models import TinyModelConfig, build_processor, build_tiny_model, count_parameters, freeze_vision, save_model, train_tokenizer
+from synergy.progress import Progress
 from synergy.prompts import REASONING_INSTRUCTION, build_prompt, format_question
 from synergy.train.sft import collate_sft, sft_loss
 
@@ -86,6 +87,7 @@ def pretrain_tiny_model(rows: Sequence[Mapping], corpus_rows: Sequence[Mapping],
     model.train()
     torch.manual_seed(cfg.seed)
     losses: list[float] = []
+    bar = Progress(cfg.steps, "pretrain", "steps", logger=log)
     for step, batch_rows in _batches(rows, cfg):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -99,6 +101,7 @@ def pretrain_tiny_model(rows: Sequence[Mapping], corpus_rows: Sequence[Mapping],
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         losses.append(loss.item())
+        bar.update(step + 1, f"loss {loss.item():.4f}")
         if step % 50 == 0 or step == cfg.steps - 1:
             recent = losses[-50:]
             log.info("step %d/%d loss %.4f lr %.2e (%.2f s/step)", step + 1, cfg.steps, sum(recent) / len(recent),

@@ -19,6 +19,7 @@ import polars as pl
 
 from synergy.data.schema import validate_rows
 from synergy.generate import SamplingConfig, generate, get_backend
+from synergy.progress import Progress
 from synergy.grading import Grader, grade_row
 from synergy.prompts import build_prompt
 
@@ -43,9 +44,10 @@ def sample_and_grade(model, processor, rows: Sequence[Mapping], cfg: SamplingCon
     start = time.monotonic()
     before = dict(grader.stats)  # a grader shared by several files (sample_files) logs this file's counts
 
+    bar = Progress(len(prompts), f"generate {path}" if path else "generate", "prompts", logger=log)
+
     def progress(done: int, total: int) -> None:
-        rate = done / max(time.monotonic() - start, 1e-9)
-        log.info("generated %d/%d prompts (%.1f prompts/s)", done, total, rate)
+        bar.update(done)
 
     sample = generate if backend == "hf" else get_backend(backend).generate
     completions = sample(model, processor, prompts, cfg, progress=progress)

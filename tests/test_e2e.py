@@ -74,7 +74,7 @@ def test_base_model_loads_with_the_auto_classes(smoke_run):
 
 def test_every_job_has_a_log_and_a_benchmark(smoke_run):
     wd, _ = smoke_run
-    logs = sorted(p.parent.name for p in (wd / "logs").glob("*/*.log"))
+    logs = sorted(p.parent.name for p in (wd / "logs/smoke").glob("*/*.log"))
     assert set(logs) == {"build_synthetic_benchmark", "build_synthetic_train_set", "build_base_model",
                          "sample_difficulty", "assign_levels", "tabulate_level_counts", "train_sft", "train_grpo",
                          "sample_train_pass_rates", "tabulate_arms", "build_mixing_set", "merge_models",
@@ -181,3 +181,29 @@ def test_changing_figure_code_reruns_only_the_report(smoke_run):
     counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M) if k != "total"}
     assert counts.get("make_figure") == 12 and counts.get("make_report") == 1, counts
     assert set(counts) <= {"make_figure", "make_report", "all"}, counts
+
+
+def test_snakemake_report_shows_every_figure_and_table(smoke_run, tmp_path):
+    """``snakemake --report`` on the smoke study: every figure, table and all.pdf is in it, with its caption and
+    its category (paper section)."""
+    import zipfile
+
+    from synergy.report.targets import FIGURES
+    from tiny_study import snakemake_cmd
+
+    wd, _ = smoke_run
+    out = tmp_path / "report.zip"
+    run = subprocess.run(snakemake_cmd(wd, "--report", str(out), configs=[slurmci.ROOT / "config/smoke.yaml"],
+                                       base=False), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    names = zipfile.ZipFile(out).namelist()
+    assert any(n.endswith("report.html") for n in names), names[:20]
+    for fig in FIGURES:
+        assert any(n.endswith(f"{fig}.pdf") for n in names), fig
+    for table in ("level_counts", "table6_synergy", "level_gain", "findings", "table5_reasoning_words"):
+        assert any(n.endswith(f"{table}.csv") for n in names), table
+    assert any(n.endswith("all.pdf") for n in names)
+    html = "".join(zipfile.ZipFile(out).read(n).decode(errors="replace") for n in names if n.endswith(".js")
+                   or n.endswith(".html"))
+    assert "Combining SFT and RL" in html and "level by level" in html  # categories by paper section
+    assert "Table 6: accuracy" in html  # a table's caption

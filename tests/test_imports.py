@@ -19,7 +19,7 @@ PACKAGE = ROOT / "synergy"
 
 # Lowest first; a module may import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("synergy.rows", "synergy.images", "synergy.io", "synergy.logs")),
+    ("foundation", ("synergy.rows", "synergy.images", "synergy.io", "synergy.logs", "synergy.progress")),
     ("questions", ("synergy.prompts", "synergy.data", "synergy.grading")),
     ("config", ("synergy.config", "synergy.resources", "synergy.memory_plan")),
     ("models and generation", ("synergy.models", "synergy.generate", "synergy.shards", "synergy.analysis",
@@ -175,3 +175,15 @@ def test_driver_side_modules_never_import_torch(root):
             todo += graph[m]
     heavy = sorted(f"{m}: {sorted(third[m] & set(HEAVY))}" for m in seen if third[m] & set(HEAVY))
     assert not heavy, f"{root} reaches modules that import {HEAVY}: {heavy}"
+
+
+def test_datasets_is_neither_pinned_nor_imported():
+    """docs/ecosystem.md §8: the loaders read the hub snapshot with pyarrow, not Hugging Face `datasets`."""
+    import re
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[=<>\[ ]", d)[0].lower() for d in deps}
+    assert "datasets" not in names and "datasets==" not in (ROOT / "envs/gpu.yaml").read_text()
+    sources = "\n".join(p.read_text() for p in [*PACKAGE.rglob("*.py"), *(ROOT / "scripts").glob("*.py")])
+    assert not re.search(r"^\s*(import datasets|from datasets )", sources, re.M)

@@ -163,3 +163,13 @@ def test_snakemake_passes_the_attempt_so_a_retry_gets_more(tmp_path):
     again = subprocess.run([SNAKEMAKE, "--cores", "1", "--forceall", "--quiet"], cwd=tmp_path, capture_output=True,
                            text=True)
     assert again.returncode != 0  # without a retry the first attempt's 100 MB fails: the retry was what helped
+
+
+def test_resource_plan_bounds_gpu_hours_by_jobs_gpus_and_run_time():
+    from synergy.resources import resource_plan
+
+    paper = load_config_file(ROOT / "config/config.yaml", ROOT / "config/paper.yaml").raw
+    rows = {r["rule"]: r for r in resource_plan(paper, {"train_grpo": 6, "evaluate": 400, "assign_levels": 1})}
+    assert rows["train_grpo"]["gpu_hours"] == 6 * 8 * 72 and rows["evaluate"]["gpu_hours"] == 400 * 8
+    assert rows["assign_levels"]["gpu_hours"] == 0 and rows["assign_levels"]["cpu_hours"] == 2
+    assert list(rows) == ["train_grpo", "evaluate", "assign_levels"]  # most GPU-hours first

@@ -33,6 +33,7 @@ from synergy.config.sections import (
     SetSpec,
     ShardingConfig,
     SyntheticConfig,
+    TrackingConfig,
     TinyModelSettings,
     VLLMConfig,
 )
@@ -57,7 +58,7 @@ __all__ = [
     "ARM_KINDS", "DEFAULTS_SECTION", "GENERATION_BACKENDS", "HYBRIDS", "LEVELS", "SCHEMA_PATH", "ArmSpec",
     "BaseModelConfig", "ConfigError", "DifficultyConfig", "EvalConfig", "GRPOSettings", "GradingConfig",
     "MergingConfig", "MixingConfig", "PretrainConfig", "PromptConfig", "SFTSettings", "SamplingSettings", "SetSpec",
-    "ShardingConfig", "SlerpSettings", "StudyConfig", "SyntheticConfig", "TiesSettings", "TinyModelSettings",
+    "ShardingConfig", "SlerpSettings", "StudyConfig", "SyntheticConfig", "TiesSettings", "TrackingConfig", "TinyModelSettings",
     "VLLMConfig", "arm_parents", "deep_update", "load_config", "load_config_file", "merge_arm_dicts",
     "resolve_settings",
 ]

@@ -178,6 +178,14 @@ class VLLMConfig(_Section):
 
 
 @dataclass(frozen=True)
+class TrackingConfig(_Section):
+    """Optional experiment tracking of the training metrics (synergy/train/tracking.py); parquet stays the record."""
+
+    backends: tuple[str, ...] = ()   # accelerate trackers: tensorboard, wandb, mlflow (empty: off)
+    dir: str | None = None           # where TensorBoard / MLflow write (default: logs/<study>/tracking)
+
+
+@dataclass(frozen=True)
 class ShardingConfig(_Section):
     """Questions of a benchmark split over this many jobs (one Slurm job each), then gathered; 1 = one job."""
 

@@ -40,8 +40,11 @@ Deviations from the hf backend (none changes what a completion means):
 2. Texts are decoded from vLLM's ``CompletionOutput.token_ids`` with the processor's tokenizer
    (``batch_decode(..., skip_special_tokens=True)``, as hf does), not taken from vLLM's
    incremental detokeniser, so the two backends' texts of the same ids are identical.
-3. ``max_batch_sequences`` is ignored: vLLM schedules the whole list itself (continuous batching);
-   ``progress`` is called once, when all prompts are done.
+3. ``max_batch_sequences`` is ignored: vLLM schedules each chunk itself (continuous batching). The prompts
+   go to vLLM in chunks of ``PROGRESS_CHUNK`` (512 prompts: with n = 16, 8192 sequences, enough to keep a GPU's
+   batch full) and ``progress`` is called after each chunk, so an 8-hour evaluation logs done/total, rate
+   and ETA as it goes (synergy.progress). Each request keeps the seed of its index in the whole list
+   (``request_seed(seed, i)``), so chunking changes no sample.
 
 GRPO rollouts (``RolloutEngine``, used by ``synergy.train.grpo`` when ``grpo.rollout_backend:
 vllm``): one in-process ``LLM`` per training process, colocated with the trainer on its GPU(s)
@@ -312,12 +315,23 @@ def load(model_dir, vcfg=None, *, max_pixels: int | None = None, trust_remote_co
         processor
 
 
+PROGRESS_CHUNK = 512  # prompts per llm.generate call of ``generate`` (progress after each)
+
+
+def chunks(total: int, size: int = PROGRESS_CHUNK) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive chunks covering ``range(total)``."""
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
+    return [(s, min(s + size, total)) for s in range(0, total, size)]
+
+
 def _generate_raw(llm, processor, prompts: Sequence[Prompt], cfg: SamplingConfig, stop_ids: Sequence[int],
-                  suppress_ids: Sequence[int] = ()) -> list:
+                  suppress_ids: Sequence[int] = (), first_index: int = 0) -> list:
+    """One ``llm.generate`` call; request i gets the seed of its index ``first_index + i`` in the whole list."""
     from vllm import SamplingParams
 
     requests = build_requests(processor, prompts)
-    params = [SamplingParams(**sampling_params_kwargs(cfg, stop_ids, seed=request_seed(cfg.seed, i),
+    params = [SamplingParams(**sampling_params_kwargs(cfg, stop_ids, seed=request_seed(cfg.seed, first_index + i),
                                                       suppress_ids=suppress_ids)) for i in range(len(prompts))]
     outputs = llm.generate(requests, params, use_tqdm=False)
     if len(outputs) != len(prompts):
@@ -332,15 +346,17 @@ def generate(model: VLLMModel, processor, prompts: Sequence[Prompt], cfg: Sampli
     if not prompts:
         return []
     t0 = time.perf_counter()
-    outputs = _generate_raw(model.llm, processor, prompts, cfg, model.stop_ids)
+    outputs = []
+    for start, stop in chunks(len(prompts)):
+        outputs += _generate_raw(model.llm, processor, prompts[start:stop], cfg, model.stop_ids, first_index=start)
+        if progress is not None:
+            progress(stop, len(prompts))
     completions, _ = completions_from_outputs(outputs, cfg.n, processor.tokenizer, model.stop_ids,
                                               greedy=cfg.temperature == 0)
     dt = time.perf_counter() - t0
     total = sum(c.num_tokens for cs in completions for c in (cs[:1] if cfg.temperature == 0 else cs))
     log.info("vllm: %d prompts x %d samples, %d generated tokens in %.2fs (%.0f tok/s)", len(prompts), cfg.n, total,
              dt, total / max(dt, 1e-9))
-    if progress is not None:
-        progress(len(prompts), len(prompts))
     return completions
 
 

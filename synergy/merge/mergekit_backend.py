@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from synergy.io import share_tree
 from synergy.merge.engine import INDEX_NAME, merge_models as merge_native
 from synergy.merge.methods import MergeSettings
 from synergy.merge.safetensors_io import MergeError, SafetensorsReader
@@ -130,6 +131,7 @@ def merge_with_mergekit(rl_dir, sft_dir, out_dir, settings: MergeSettings, base_
                "scale": settings.scale if settings.method == "ties" else None, "backend": "mergekit",
                "mergekit_config": cfg, "seconds": round(time.monotonic() - t0, 3)}
     (merged / "merge_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    share_tree(merged)  # the modes of new files under the umask (synergy/io.py)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     merged.rename(out_dir)

@@ -48,6 +48,39 @@ __all__ = ["APPENDIX", "FIGURES", "FIGURE_PATH", "GAIN_TABLE", "REPORT_ORDER", "
            "title_info", "word_arms", "word_benches", "word_inputs"]
 
 # Tables and figures in the paper's order; tables of the study not listed here go before the appendix.
+# Categories of Snakemake's report (`snakemake --report`): the paper section each table and figure belongs to.
+SECTION_2 = "§2 SFT and RL, level by level"
+SECTION_3 = "§3 Combining SFT and RL"
+REPORT_SECTIONS = {
+    **{n: SECTION_2 for n in ("level_counts", "table1_sft_data", "table2_kl", "table3_easy", "level_accuracy",
+                             "level_gain", "table5_reasoning_words", "fig1_level_gain", "fig2_length",
+                             "fig3_accuracy_length", "fig4_kl_dynamics", "fig5_easy_gap", "fig6_level_gain_sft_rl",
+                             "fig8_length_levels", "fig10_reasoning_words")},
+    **{n: SECTION_3 for n in ("table6_synergy", "table7_length", "merge_grid", "fig11_twostage_dynamics",
+                             "fig12_interleaved_dynamics", "fig13_progressive_dynamics", "fig14_merging")},
+    "findings": "Findings: the paper's claims on this study",
+    "judge_effect": "§2.4 Evaluation: the LLM judge",
+}
+
+
+def report_section(name: str) -> str:
+    """The category of a table or figure in Snakemake's report (its paper section)."""
+    return REPORT_SECTIONS.get(name, "Other tables")
+
+
+def report_caption(name: str) -> str:
+    """A table's caption in Snakemake's report: its title in all.pdf."""
+    from synergy.report.tables import TITLES
+
+    extra = {"level_counts": "Questions per benchmark and difficulty level (paper §2.3)",
+             "level_gain": "Accuracy gain (points) over the reference arm by benchmark and level, 95% bootstrap "
+                           "intervals (Fig. 1, 5, 6)",
+             "table5_reasoning_words": "Table 5: reasoning words in the answers (count and per 1,000 responses)",
+             "findings": "The paper's claims F1-F14 on this study: statistic, 95% interval, the paper's value, verdict",
+             "judge_effect": "Accuracy with and without the LLM judge"}
+    return TITLES.get(name) or extra.get(name) or name
+
+
 REPORT_ORDER: tuple[tuple[str, str], ...] = (
     ("table", "findings"),        # right after the title page: which of the paper's claims this study shows
     ("table", "level_counts"),

@@ -159,3 +159,16 @@ def check_rule_names(raw: Mapping[str, Any], rules: Iterable[str]) -> None:
     if unknown:
         raise ConfigError(f"config key 'resources.{unknown[0]}': no rule named {unknown[0]!r} "
                           f"(rules: {sorted(known)})")
+
+
+def resource_plan(raw: Mapping[str, Any], jobs: Mapping[str, int]) -> list[dict]:
+    """Per rule of a DAG (``jobs``: rule -> job count): GPUs and run-time limit of one job, and the GPU-hours and
+    CPU-hours the rule may take at most (first attempts at their full ``runtime``; a bound, not a measurement)."""
+    rows = []
+    for rule, n in jobs.items():
+        r = rule_resources(raw, rule)
+        hours = n * r.runtime / 60
+        cpus = (r.gpus * (r.cpus_per_gpu or 1)) if r.gpus else (r.cpus or int(raw["compute"]["threads"]))
+        rows.append({"rule": rule, "jobs": n, "gpus": r.gpus, "runtime_min": r.runtime,
+                     "gpu_hours": hours * r.gpus, "cpu_hours": hours * cpus})
+    return sorted(rows, key=lambda x: (-x["gpu_hours"], -x["cpu_hours"], x["rule"]))

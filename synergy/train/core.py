@@ -132,6 +132,9 @@ def build_accelerator(grad_accum: int = 1, deepspeed_stage: int | None = None, s
     elif deepspeed_stage is not None:
         log.warning("deepspeed_stage %s ignored: one CPU process without a launcher trains without DeepSpeed",
                     deepspeed_stage)
+    from synergy.train.tracking import tracker_kwargs
+
+    kwargs.update(tracker_kwargs())  # optional TensorBoard / W&B / MLflow (synergy/train/tracking.py); off by default
     accelerator = Accelerator(cpu=not on_gpu and not use_deepspeed, **kwargs)
     set_seed(seed)
     return accelerator
@@ -160,13 +163,18 @@ def resume_settings(settings: Mapping[str, Any]) -> dict:
 class MetricsLog:
     """Per-step metrics; travels inside the training state so a resumed run continues the table."""
 
-    def __init__(self, path: str | Path, rows: Iterable[Mapping[str, Any]] = ()):
+    def __init__(self, path: str | Path, rows: Iterable[Mapping[str, Any]] = (), accelerator=None):
         self.path = Path(path)
         self.rows: list[dict] = [dict(r) for r in rows]
+        self.accelerator = accelerator  # optional trackers (synergy/train/tracking.py) get each row too
 
     def append(self, row: Mapping[str, Any]) -> None:
         clean = {k: _json_default(v) if isinstance(v, torch.Tensor) else v for k, v in row.items()}
         self.rows.append(clean)
+        if self.accelerator is not None and clean.get("step") is not None:
+            from synergy.train.tracking import log_step
+
+            log_step(self.accelerator, clean)
         log.info("step %s: %s", clean.get("step"), ", ".join(f"{k}={_fmt(v)}" for k, v in clean.items() if k != "step"))
 
     def write(self, path: str | Path | None = None) -> None:

@@ -80,6 +80,8 @@ import torch
 from synergy.config import SFTSettings
 from synergy.data.schema import DataError
 from synergy.models import count_parameters, freeze_vision, load_model
+from synergy.progress import Progress, use_bar
+from synergy.train import tracking
 from synergy.train.core import (
     Checkpointer,
     MetricsLog,
@@ -232,11 +234,15 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
     val_losses: list[float | None] = list(state["val_losses"])
     total_tokens = int(state["tokens"])
     seconds_before = float(state["seconds"])
-    metrics = MetricsLog(log_path, state["metrics"])
+    metrics = MetricsLog(log_path, state["metrics"], accelerator)
+    tracking.start(accelerator, Path(out_dir).name, cfg.to_dict())
     progress_log = state_dir / PROGRESS_LOG  # the declared log_path is written once, when the model is
     log.info("SFT: %d epochs x %d steps = %d optimiser steps of %d sequences (micro-batches of %d), %s",
              cfg.epochs, steps_per_epoch, total_steps, cfg.batch_size, cfg.micro_batch_size,
              f"resuming at step {step}" if step else "from the start")
+
+    bar = Progress(total_steps, f"sft {Path(out_dir).name}", "steps", logger=log, every_s=0, start_done=step,
+                   bar=accelerator.is_main_process and use_bar())
 
     def trainer_state(epoch: int, batch: int) -> dict:
         return {"step": step, "epoch": epoch, "batch": batch, "metrics": metrics.rows, "val_losses": val_losses,
@@ -282,8 +288,8 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
             dt = time.monotonic() - t0
             metrics.append({"step": step, "epoch": epoch + 1, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                             "tokens": tokens, "seconds": dt, "val_loss": None})
-            log.info("sft step %d/%d (epoch %d/%d): loss %.4f, lr %.3g, %.0f tokens/s", step, total_steps, epoch + 1,
-                     cfg.epochs, loss, lr, tokens / dt if dt > 0 else float("inf"))
+            bar.update(step, f"epoch {epoch + 1}/{cfg.epochs}, loss {loss:.4f}, lr {lr:.3g}, "
+                             f"{tokens / dt if dt > 0 else float('inf'):.0f} tokens/s")
 
             epoch_end = b == len(batches) - 1
             if epoch_end:
@@ -335,6 +341,7 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
         metrics.write()
     accelerator.wait_for_everyone()
     checkpointer.clear()
+    tracking.finish(accelerator)
     log.info("SFT done: epoch %d chosen (%s), val losses %s, %d steps in %.1f s -> %s", chosen, selected_by,
              val_losses, step, seconds, out_dir)
     return summary

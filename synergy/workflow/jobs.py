@@ -20,11 +20,19 @@ def conda_env(backend: str) -> str:
 
 
 def job_environment(study: StudyConfig) -> dict[str, str]:
-    """Environment every job of the study gets: ``SYNERGY_TRUST_REMOTE_CODE`` from ``base_model.trust_remote_code``.
+    """Environment every job of the study gets: ``SYNERGY_TRUST_REMOTE_CODE`` from ``base_model.trust_remote_code``,
+    and ``SYNERGY_TRACKING`` / ``SYNERGY_TRACKING_DIR`` from ``tracking:`` (synergy/train/tracking.py: through the
+    environment, so turning tracking on re-trains nothing).
 
-    (The name is ``synergy.models.TRUST_REMOTE_CODE_ENV``; spelled out here so this module stays free of torch.)
+    (The names are ``synergy.models.TRUST_REMOTE_CODE_ENV`` and ``synergy.train.tracking.TRACKING_ENV``; spelled out
+    here so this module stays free of torch.)
     """
-    return {"SYNERGY_TRUST_REMOTE_CODE": "1" if study.base_model.trust_remote_code else "0"}
+    from synergy.config import TrackingConfig
+
+    tracking = TrackingConfig.from_dict(study.raw.get("tracking") or {}, "tracking")
+    return {"SYNERGY_TRUST_REMOTE_CODE": "1" if study.base_model.trust_remote_code else "0",
+            "SYNERGY_TRACKING": ",".join(tracking.backends),
+            "SYNERGY_TRACKING_DIR": tracking.dir or f"logs/{study.name}/tracking"}
 
 
 def export_job_environment(study: StudyConfig) -> None:

@@ -20,6 +20,8 @@ from synergy.config import GRPOSettings
 from synergy.data.schema import DataError, validate_rows
 from synergy.grading import Grader
 from synergy.models import save_model
+from synergy.progress import Progress, use_bar
+from synergy.train import tracking
 from synergy.train.core import MetricsLog, check_grading, explain_oom
 from synergy.train.grpo.data import process_rows, step_row_indices, step_seed
 from synergy.train.grpo.hybrid import step_plan
@@ -112,7 +114,8 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
                                          image_position=image_position, max_pixels=max_pixels)
     acc = run.accelerator
     start = int(restored["step"]) if restored else 0
-    metrics = MetricsLog(log_path, restored.get("metrics", []) if restored else [])
+    metrics = MetricsLog(log_path, restored.get("metrics", []) if restored else [], run.accelerator)
+    tracking.start(run.accelerator, Path(out_dir).name, cfg.to_dict())
     P, mbs, world, rank = cfg.prompts_per_step, cfg.mini_batch_size, acc.num_processes, acc.process_index
     engine = rollout_engine(run, processor, init_dir, vllm) if cfg.rollout_backend == "vllm" else None
     if engine is not None and start > 0:
@@ -121,6 +124,8 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
              "sequences, lr %g, kl_coef %g, %d process(es)", len(rows), start + 1, cfg.steps, P, cfg.num_generations,
              len(run.updates), mbs, cfg.micro_batch_size, cfg.learning_rate, cfg.kl_coef, world)
 
+    bar = Progress(cfg.steps, f"grpo {Path(out_dir).name}", "steps", logger=log, every_s=0, start_done=start,
+                   bar=acc.is_main_process and use_bar())
     with Grader(timeout_s=grading_timeout_s) as grader:
         for step in range(start, cfg.steps):
             t0 = time.monotonic()
@@ -154,6 +159,8 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
                    "grader_timeouts": int(n_timeouts), "grader_errors": int(n_errors)}
             metrics.append({k: row[k] for k in columns})
             done = step + 1
+            bar.update(done, ", ".join(f"{k} {row[k]:.3f}" for k in ("reward", "accuracy")
+                                       if isinstance(row.get(k), float)))
             if done % cfg.save_every_steps == 0 and done < cfg.steps:
                 run.checkpointer.save({"step": done, "metrics": metrics.rows})
             if stop_after_steps is not None and stop_after_steps <= done < cfg.steps:
@@ -166,6 +173,7 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
         run.checkpointer.save({"step": cfg.steps, "metrics": metrics.rows})
     summary = _summary(run, metrics, init_dir, ref_dir, rows, start, seed, grader_stats, time.monotonic() - t_start)
     _save(run, processor, metrics, init_dir, out_dir, summary)
+    tracking.finish(acc)
     log.info("GRPO done: %d steps in %.1f s (this run); model -> %s", cfg.steps, summary["seconds_this_run"], out_dir)
     return summary
 
