@@ -154,9 +154,9 @@ class _Tensor:
 
     def slerp_weights(self, pool: ThreadPoolExecutor, settings: MergeSettings, stats: _Stats):
         """SLERP's (wa, wb) for this tensor, or None when it falls back to linear."""
-        def part(lo, hi):
-            x, y = self.a(lo, hi).double(), self.b(lo, hi).double()
-            return float((x * y).sum()), float((x * x).sum()), float((y * y).sum())
+        def part(lo, hi):  # float32 products summed per row, the rows' sums added in float64
+            x, y = self.a(lo, hi).float().reshape(hi - lo, -1), self.b(lo, hi).float().reshape(hi - lo, -1)
+            return tuple(float((u * v).sum(1).double().sum()) for u, v in ((x, y), (x, x), (y, y)))
 
         sums = [f.result() for f in [pool.submit(part, lo, hi) for lo, hi in self.ranges]]
         dot, na, nb = (math.fsum(s[i] for s in sums) for i in range(3))
@@ -205,7 +205,7 @@ class _Tensor:
 
             def one(lo, hi):
                 x, y = self.a(lo, hi).float(), self.b(lo, hi).float()
-                return (linear(x, y, t) if w is None else (w[0] * x.double() + w[1] * y.double()).float()).to(dtype)
+                return (linear(x, y, t) if w is None else w[0] * x + w[1] * y).to(dtype)
 
             return [(lambda lo=lo, hi=hi: one(lo, hi)) for lo, hi in self.ranges]
         if self.base is None:
