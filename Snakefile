@@ -1,16 +1,19 @@
 # synergy: "The Synergy Dilemma of Long-CoT SFT and RL" (arXiv 2507.07562) as a workflow.
 #
-# Path schema (wildcards: {bench} a benchmark, {set} a training set):
-#   results/data/bench/{bench}.parquet          canonical evaluation questions
-#   results/data/train/{set}.parquet            RL queries, SFT traces, the tiny model's pretraining set
-#   results/models/base/                        the base model (HF dir: weights + processor)
-#   results/difficulty/{bench}.samples.parquet  base model, n samples per question, graded, raw text kept
-#   results/difficulty/levels.parquet           question -> passes, pass rate, level L1..L5
-#   results/models/{arm}/                       every trained arm (HF dir);  results/train_logs/{arm}.parquet
-#   results/eval/{arm}/{bench}.parquet          k graded samples per question (every arm, every benchmark)
-#   results/tables/{table}.csv (+ .md)          tables
-#   results/figures/{figure}.pdf, all.pdf       figures and the one report of the whole study
-#   logs/<rule>/...log                          one log per job;  results/benchmarks/<rule>/...tsv  run times
+# Path schema: every study in its own folders, named by study.name ({study}: embedded, smoke, paper, ...; a run
+# with other settings under a recorded name is refused, synergy/workflow/record.py). Wildcards: {bench} a
+# benchmark, {set} a training set, {arm} a trained or merged model.
+#   results/{study}/study.yaml                          the study's settings record
+#   results/{study}/data/bench/{bench}.parquet          canonical evaluation questions
+#   results/{study}/data/train/{set}.parquet            RL queries, SFT traces, the tiny model's pretraining set
+#   results/{study}/models/base/                        the base model (HF dir: weights + processor)
+#   results/{study}/difficulty/{bench}.samples.parquet  base model, n samples per question, graded, raw text kept
+#   results/{study}/difficulty/levels.parquet           question -> passes, pass rate, level L1..L5
+#   results/{study}/models/{arm}/                       every trained arm (HF dir); train_logs/{arm}.parquet
+#   results/{study}/eval/{arm}/{bench}.parquet          k graded samples per question (every arm, every benchmark)
+#   results/{study}/tables/{table}.csv (+ .md)          tables
+#   results/{study}/figures/{figure}.pdf, all.pdf       figures and the one report of the whole study
+#   logs/{study}/<rule>/...log                          one log per job;  results/{study}/benchmarks/<rule>/...tsv
 import os
 
 from snakemake.utils import min_version
@@ -29,7 +32,7 @@ include: "rules/difficulty.smk"  # base-model samples -> pass rates -> levels (p
 include: "rules/train.smk"  # SFT and GRPO arms (paper §2.1-2.2)
 include: "rules/evaluate.smk"  # k samples per question per arm, tables (paper §2.4, Tables 1-3)
 include: "rules/judge.smk"  # optional LLM judge for answers the rules cannot extract (paper §2.4)
-include: "rules/report.smk"  # figures, Table 5 and results/figures/all.pdf (paper figures)
+include: "rules/report.smk"  # figures, Table 5 and results/<study>/figures/all.pdf (paper figures)
 
 
 localrules:
@@ -41,7 +44,7 @@ localrules:
 rule all:
     input:
         final_targets(STUDY),
-        ["results/tables/judge_effect.csv"] if (config.get("judge") or {}).get("enabled") else [],
+        [f"results/{STUDY.name}/tables/judge_effect.csv"] if (config.get("judge") or {}).get("enabled") else [],
     resources:
         **res("all"),
 

@@ -1,7 +1,7 @@
 """Wall time of the difficulty stage (paper §2.3): n samples per question + grading, per benchmark.
 
 Prints, per benchmark and in total: questions, samples, generated tokens, wall seconds split into
-generation+grading, and throughput. Uses the built study (``results/``) and the study config.
+generation+grading, and throughput. Uses the built study (``results/<study.name>/``) and the study config.
 
     .venv/bin/python benchmarks/bench_difficulty.py [--config config/config.yaml] [--threads 2]
 """
@@ -26,10 +26,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="config/config.yaml")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model", default=BASE_MODEL_DIR)
+    ap.add_argument("--model", default=None, help="default: the study's base model, results/<study>/models/base")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     study = load_config_file(args.config)
+    args.model = args.model or BASE_MODEL_DIR.format(study=study.name)
     d = study.difficulty
     t0 = time.monotonic()
     model, processor = load_model(args.model)
@@ -40,7 +41,7 @@ def main() -> None:
     total = [0, 0, 0, 0.0]
     with Grader(study.grading.timeout_s) as grader:
         for bench in study.bench_names:
-            rows = read_rows(BENCH_PATH.format(bench=bench))
+            rows = read_rows(BENCH_PATH.format(study=study.name, bench=bench))
             cfg = SamplingConfig(n=d.num_samples, seed=derived_seed(study.seed, "difficulty", bench),
                                  **d.sampling.to_dict())
             t = time.monotonic()

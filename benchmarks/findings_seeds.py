@@ -1,13 +1,14 @@
 """Run the study under several seeds and print the findings verdict matrix (claim x seed).
 
     python benchmarks/findings_seeds.py 3                      # seeds 0, 1, 2 of config/config.yaml
-    python benchmarks/findings_seeds.py 3 --workdir /scratch/seeds --jobs 2
+    python benchmarks/findings_seeds.py 3 --workdir /scratch/seeds --jobs 2   # default: the checkout
     python benchmarks/findings_seeds.py 2 --configfile config/config.yaml my-overrides.yaml
 
 Seed k sets ``study.seed`` and ``synthetic.seed`` to k (a new suite, new training order, new samples)
-and everything else stays the study's. Each seed runs as its own study (``study.name`` gets ``-seed<k>``)
-in its own working directory (``snakemake --directory``), so the seeds never share a file; a seed already
-built is not run again. The robustness rule of docs/findings.md §4 is checked at the end: on every seed at
+and everything else stays the study's. Each seed runs as its own study (``study.name`` gets ``-seed<k>``),
+so its files are ``results/<name>-seed<k>/`` and ``logs/<name>-seed<k>/`` of the working directory, as for any
+study (README "Running it"): the seeds never share a file, and ``python -m synergy.compare`` reads any two of
+them; a seed already built is not run again. The robustness rule of docs/findings.md §4 is checked at the end: on every seed at
 least 10 of the 14 claims hold, and F1, F2, F4 and F6 hold on each. Prints the wall time of each seed.
 """
 
@@ -29,34 +30,35 @@ SHORT = {"holds": "holds", "opposite": "OPP", "not shown": "-", "not measurable"
 
 
 def run_seed(seed: int, workdir: Path, configfiles: list[Path], jobs: int) -> tuple[Path, float]:
-    wd = workdir / f"seed{seed}"
-    wd.mkdir(parents=True, exist_ok=True)
+    wd = workdir
+    (wd / ".seeds").mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load(configfiles[0].read_text()) or {}
     for extra in configfiles[1:]:
         base.update(yaml.safe_load(extra.read_text()) or {})
     name = (base.get("study") or {}).get("name", "study")
-    override = wd / "seed.yaml"
-    override.write_text(yaml.safe_dump({"study": {**(base.get("study") or {}), "name": f"{name}-seed{seed}", "seed": seed},
+    study = f"{name}-seed{seed}"
+    override = wd / ".seeds" / f"{study}.yaml"
+    override.write_text(yaml.safe_dump({"study": {**(base.get("study") or {}), "name": study, "seed": seed},
                                         "synthetic": {**(base.get("synthetic") or {}), "seed": seed}}))
-    found = sorted(wd.glob("results/**/tables/findings.csv"))
-    if found:
-        print(f"seed {seed}: already built ({found[0]})", flush=True)
-        return found[0], 0.0
+    findings = wd / "results" / study / "tables/findings.csv"
+    if findings.is_file():
+        print(f"seed {seed}: already built ({findings})", flush=True)
+        return findings, 0.0
     t0 = time.time()
     cmd = [sys.executable, "-m", "snakemake", "--profile", str(ROOT / "profiles/local"), "-s", str(ROOT / "Snakefile"),
            "--directory", str(wd), "--cores", str(jobs),
            "--configfile", *[str(p.resolve()) for p in configfiles], str(override)]
     print(f"seed {seed}: {' '.join(cmd)}", flush=True)
-    with open(wd / "snakemake.log", "w") as log:
+    (wd / "logs" / study).mkdir(parents=True, exist_ok=True)
+    with open(wd / "logs" / study / "snakemake.log", "w") as log:
         rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
     took = time.time() - t0
     if rc != 0:
-        raise SystemExit(f"seed {seed}: snakemake failed (exit {rc}); see {wd / 'snakemake.log'}")
-    found = sorted(wd.glob("results/**/tables/findings.csv"))
-    if not found:
-        raise SystemExit(f"seed {seed}: the run ended but wrote no findings.csv under {wd}/results")
-    print(f"seed {seed}: {took / 60:.1f} min", flush=True)
-    return found[0], took
+        raise SystemExit(f"seed {seed}: snakemake failed (exit {rc}); see {wd / 'logs' / study / 'snakemake.log'}")
+    if not findings.is_file():
+        raise SystemExit(f"seed {seed}: the run ended but wrote no {findings}")
+    print(f"seed {seed}: {took / 60:.1f} min, results in {wd / 'results' / study}", flush=True)
+    return findings, took
 
 
 def matrix(tables: dict[int, pl.DataFrame]) -> tuple[str, bool]:
@@ -85,7 +87,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("n", type=int, help="number of seeds: 0 .. n-1")
     ap.add_argument("--seeds", type=int, nargs="*", help="explicit seeds instead of 0 .. n-1")
-    ap.add_argument("--workdir", type=Path, default=ROOT / "results-seeds")
+    ap.add_argument("--workdir", type=Path, default=ROOT, help="where results/<study>-seed<k>/ go (default: the checkout)")
     ap.add_argument("--configfile", type=Path, nargs="+", default=[ROOT / "config/config.yaml"])
     ap.add_argument("--jobs", type=int, default=2)
     a = ap.parse_args(argv)

@@ -1,8 +1,9 @@
 """Per-rule times of a finished study run, from Snakemake's ``benchmark:`` files (README.md quotes them).
 
-    python benchmarks/study_times.py [WORKDIR]          # default: the current directory
+    python benchmarks/study_times.py [STUDY_DIR]        # default: results/embedded (the embedded study)
 
-Reads every ``results/benchmarks/<rule>/**.tsv`` (one per job: wall seconds ``s``, peak RSS
+STUDY_DIR is a study's results folder, ``results/<study.name>`` of the directory the study ran in. Reads every
+``STUDY_DIR/benchmarks/<rule>/**.tsv`` (one per job: wall seconds ``s``, peak RSS
 ``max_rss`` in MB, CPU seconds ``cpu_time``), prints one line per rule (jobs, total / mean / max wall
 seconds, CPU seconds, peak RSS) sorted by total, the slowest jobs, and the sums. The wall clock of the
 whole run is the span from the first job's start to the last job's end as Snakemake's newest log in
@@ -19,9 +20,9 @@ from datetime import datetime
 from pathlib import Path
 
 
-def job_rows(workdir: Path) -> list[dict]:
+def job_rows(study_dir: Path) -> list[dict]:
     rows = []
-    root = workdir / "results/benchmarks"
+    root = study_dir / "benchmarks"
     for path in sorted(root.rglob("*.tsv")):
         with path.open() as f:
             rec = list(csv.DictReader(f, delimiter="\t"))
@@ -44,10 +45,11 @@ def run_span(workdir: Path) -> float | None:
 
 
 def main(argv: list[str]) -> None:
-    workdir = Path(argv[1]) if len(argv) > 1 else Path(".")
-    rows = job_rows(workdir)
+    study_dir = Path(argv[1]) if len(argv) > 1 else Path("results/embedded")
+    workdir = study_dir.resolve().parent.parent  # results/<name> -> the folder the study ran in (.snakemake/log)
+    rows = job_rows(study_dir)
     if not rows:
-        raise SystemExit(f"no benchmark files under {workdir / 'results/benchmarks'}: has the study run there?")
+        raise SystemExit(f"no benchmark files under {study_dir / 'benchmarks'}: has the study run there?")
     by_rule: dict[str, list[dict]] = {}
     for r in rows:
         by_rule.setdefault(r["rule"], []).append(r)

@@ -8,6 +8,7 @@ from synergy.workflow import (
     arms_of_kind,
     conda_env,
     bench_spec,
+    check_record,
     derived_seed,
     eval_bench_inputs,
     eval_job_outputs,
@@ -39,11 +40,21 @@ from synergy.workflow import (
     train_spec,
     train_templates,
     vllm_params,
+    write_record,
 )
 
 from synergy.resources import check_rule_names, rule_threads, snakemake_resources
 
 STUDY = load_config(config)
+
+# One name, one set of settings (synergy/workflow/record.py): a study's files live in results/<study.name>/ and
+# logs/<study.name>/; a run whose settings differ from those recorded under its name stops here, before any job.
+check_record(config)
+
+
+onstart:
+    write_record(config)
+
 
 # Jobs load models with trust_remote_code only if the study config turns it on (synergy.models.load_model);
 # set here so that every job process (also one a cluster runs, which parses this file again) inherits it.
@@ -56,5 +67,6 @@ def res(rule):
 
 
 wildcard_constraints:
+    study=re.escape(STUDY.name),
     bench="|".join(re.escape(b) for b in STUDY.bench_names),
     set="|".join(re.escape(t) for t in STUDY.train_set_names),

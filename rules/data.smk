@@ -7,7 +7,7 @@ DATASET_DOWNLOADS = dataset_downloads([s.to_dict() for s in (*STUDY.benchmarks, 
 
 rule build_synthetic_benchmark:
     output:
-        "results/data/bench/{bench}.parquet",
+        "results/{study}/data/bench/{bench}.parquet",
     wildcard_constraints:
         bench=alternatives(b.name for b in STUDY.benchmarks if b.loader == "synthetic"),
     params:
@@ -19,9 +19,9 @@ rule build_synthetic_benchmark:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/build_synthetic_benchmark/{bench}.log",
+        "logs/{study}/build_synthetic_benchmark/{bench}.log",
     benchmark:
-        "results/benchmarks/build_synthetic_benchmark/{bench}.tsv"
+        "results/{study}/benchmarks/build_synthetic_benchmark/{bench}.tsv"
     script:
         "../scripts/build_synthetic_benchmark.py"
 
@@ -30,7 +30,7 @@ rule build_synthetic_train_set:
     input:
         benchmarks=synthetic_bench_paths(STUDY),
     output:
-        "results/data/train/{set}.parquet",
+        "results/{study}/data/train/{set}.parquet",
     wildcard_constraints:
         set=alternatives(t.name for t in STUDY.train_sets if t.loader == "synthetic"),
     params:
@@ -43,9 +43,9 @@ rule build_synthetic_train_set:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/build_synthetic_train_set/{set}.log",
+        "logs/{study}/build_synthetic_train_set/{set}.log",
     benchmark:
-        "results/benchmarks/build_synthetic_train_set/{set}.tsv"
+        "results/{study}/benchmarks/build_synthetic_train_set/{set}.tsv"
     script:
         "../scripts/build_synthetic_train_set.py"
 
@@ -54,7 +54,7 @@ rule load_benchmark:
     input:
         data=lambda wc: dataset_dir(bench_spec(STUDY, wc.bench).to_dict()),
     output:
-        "results/data/bench/{bench}.parquet",
+        "results/{study}/data/bench/{bench}.parquet",
     wildcard_constraints:
         bench=alternatives(b.name for b in STUDY.benchmarks if b.loader != "synthetic"),
     params:
@@ -65,9 +65,9 @@ rule load_benchmark:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/load_benchmark/{bench}.log",
+        "logs/{study}/load_benchmark/{bench}.log",
     benchmark:
-        "results/benchmarks/load_benchmark/{bench}.tsv"
+        "results/{study}/benchmarks/load_benchmark/{bench}.tsv"
     script:
         "../scripts/load_dataset.py"
 
@@ -76,7 +76,7 @@ rule load_train_set:
     input:
         data=lambda wc: dataset_dir(train_spec(STUDY, wc.set).to_dict()),
     output:
-        "results/data/train/{set}.parquet",
+        "results/{study}/data/train/{set}.parquet",
     wildcard_constraints:
         set=alternatives(t.name for t in STUDY.train_sets if t.loader != "synthetic"),
     params:
@@ -87,8 +87,8 @@ rule load_train_set:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/load_train_set/{set}.log",
+        "logs/{study}/load_train_set/{set}.log",
     benchmark:
-        "results/benchmarks/load_train_set/{set}.tsv"
+        "results/{study}/benchmarks/load_train_set/{set}.tsv"
     script:
         "../scripts/load_dataset.py"

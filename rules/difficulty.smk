@@ -5,8 +5,8 @@ from synergy.data.loaders.hub import level_inputs
 
 rule sample_difficulty:
     input:
-        bench="results/data/bench/{bench}.parquet",
-        model="results/models/base",
+        bench="results/{study}/data/bench/{bench}.parquet",
+        model="results/{study}/models/base",
     output:
         generation_path(STUDY, "difficulty", "output"),
     wildcard_constraints:
@@ -38,23 +38,23 @@ if shard_count(STUDY, "difficulty") > 1:
 
     rule gather_difficulty:
         input:
-            bench="results/data/bench/{bench}.parquet",
+            bench="results/{study}/data/bench/{bench}.parquet",
             shards=lambda wc: shard_paths(STUDY, "difficulty", bench=wc.bench),
         output:
-            "results/difficulty/{bench}.samples.parquet",
+            "results/{study}/difficulty/{bench}.samples.parquet",
         resources:
             **res("gather_difficulty"),
         log:
-            "logs/gather_difficulty/{bench}.log",
+            "logs/{study}/gather_difficulty/{bench}.log",
         script:
             "../scripts/gather_shards.py"
 
 
 rule assign_levels:
     input:
-        unpack(lambda wc: level_inputs([b.to_dict() for b in STUDY.benchmarks])),
+        unpack(lambda wc: level_inputs([b.to_dict() for b in STUDY.benchmarks], STUDY.name)),
     output:
-        "results/difficulty/levels.parquet",
+        "results/{study}/difficulty/levels.parquet",
     params:
         num_samples=config["difficulty"]["num_samples"],
         thresholds=config["difficulty"]["thresholds"],
@@ -64,17 +64,17 @@ rule assign_levels:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/assign_levels/levels.log",
+        "logs/{study}/assign_levels/levels.log",
     script:
         "../scripts/assign_levels.py"
 
 
 rule tabulate_level_counts:
     input:
-        "results/difficulty/levels.parquet",
+        "results/{study}/difficulty/levels.parquet",
     output:
-        csv="results/tables/level_counts.csv",
-        md="results/tables/level_counts.md",
+        csv="results/{study}/tables/level_counts.csv",
+        md="results/{study}/tables/level_counts.md",
     params:
         benches=STUDY.bench_names,
     threads: rule_threads(config, "tabulate_level_counts", default=1)
@@ -83,6 +83,6 @@ rule tabulate_level_counts:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/tabulate_level_counts/level_counts.log",
+        "logs/{study}/tabulate_level_counts/level_counts.log",
     script:
         "../scripts/tabulate_level_counts.py"

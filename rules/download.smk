@@ -28,7 +28,7 @@ rule download_dataset:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/download_dataset/{dataset}.log",
+        "logs/_downloads/download_dataset/{dataset}.log",
     script:
         "../scripts/download.py"
 
@@ -46,6 +46,6 @@ rule download_model:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/download_model/{model}.log",
+        "logs/_downloads/download_model/{model}.log",
     script:
         "../scripts/download.py"

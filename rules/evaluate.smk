@@ -40,16 +40,16 @@ if shard_count(STUDY, "evaluation") > 1:
 
     rule gather_eval:
         input:
-            bench="results/data/bench/{bench}.parquet",
+            bench="results/{study}/data/bench/{bench}.parquet",
             shards=lambda wc: shard_paths(STUDY, "evaluation", arm=wc.arm, bench=wc.bench),
         output:
-            "results/eval/{arm}/{bench}.parquet",
+            "results/{study}/eval/{arm}/{bench}.parquet",
         wildcard_constraints:
             arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
         resources:
             **res("gather_eval"),
         log:
-            "logs/gather_eval/{arm}/{bench}.log",
+            "logs/{study}/gather_eval/{arm}/{bench}.log",
         script:
             "../scripts/gather_shards.py"
 
@@ -57,10 +57,10 @@ if shard_count(STUDY, "evaluation") > 1:
 rule tabulate_arms:
     input:
         evals=lambda wc: eval_paths(STUDY, table_arms(STUDY, wc.table)),
-        levels="results/difficulty/levels.parquet",
+        levels="results/{study}/difficulty/levels.parquet",
     output:
-        csv="results/tables/{table}.csv",
-        md="results/tables/{table}.md",
+        csv="results/{study}/tables/{table}.csv",
+        md="results/{study}/tables/{table}.md",
     wildcard_constraints:
         table="|".join(re.escape(t) for t in table_names(STUDY)) or "^$",
     params:
@@ -75,6 +75,6 @@ rule tabulate_arms:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/tabulate_arms/{table}.log",
+        "logs/{study}/tabulate_arms/{table}.log",
     script:
         "../scripts/tabulate_arms.py"

@@ -1,5 +1,5 @@
 # Optional LLM judge for answers the rules cannot extract (paper §2.4: rule matching + a
-# Qwen2.5-VL-32B judge). Scores with and without it: results/tables/judge_effect.csv.
+# Qwen2.5-VL-32B judge). Scores with and without it: results/<study>/tables/judge_effect.csv.
 from synergy.data.loaders.hub import model_source_dir
 
 
@@ -7,11 +7,11 @@ if (config.get("judge") or {}).get("enabled"):
 
     rule judge:
         input:
-            evals="results/eval/{arm}/{bench}.parquet",
-            bench="results/data/bench/{bench}.parquet",
-            model=model_source_dir(config["judge"]["model"]),
+            evals="results/{study}/eval/{arm}/{bench}.parquet",
+            bench="results/{study}/data/bench/{bench}.parquet",
+            model=model_source_dir(config["judge"]["model"], STUDY.name),
         output:
-            "results/eval_judged/{arm}/{bench}.parquet",
+            "results/{study}/eval_judged/{arm}/{bench}.parquet",
         wildcard_constraints:
             arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
         params:
@@ -24,23 +24,23 @@ if (config.get("judge") or {}).get("enabled"):
         conda:
             "../envs/cpu.yaml"
         log:
-            "logs/judge/{arm}/{bench}.log",
+            "logs/{study}/judge/{arm}/{bench}.log",
         benchmark:
-            "results/benchmarks/judge/{arm}/{bench}.tsv"
+            "results/{study}/benchmarks/judge/{arm}/{bench}.tsv"
         script:
             "../scripts/judge.py"
 
     rule tabulate_judge:
         input:
-            [f"results/eval_judged/{a}/{b}.parquet" for a in STUDY.arm_names for b in STUDY.bench_names],
+            [f"results/{STUDY.name}/eval_judged/{a}/{b}.parquet" for a in STUDY.arm_names for b in STUDY.bench_names],
         output:
-            csv="results/tables/judge_effect.csv",
-            md="results/tables/judge_effect.md",
+            csv="results/{study}/tables/judge_effect.csv",
+            md="results/{study}/tables/judge_effect.md",
         resources:
             **res("tabulate_judge"),
         conda:
             "../envs/cpu.yaml"
         log:
-            "logs/tabulate_judge/judge_effect.log",
+            "logs/{study}/tabulate_judge/judge_effect.log",
         script:
             "../scripts/tabulate_judge.py"

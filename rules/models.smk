@@ -7,10 +7,10 @@ if STUDY.base_model.source == "tiny":
 
     rule build_base_model:
         input:
-            pretrain=lambda wc: f"results/data/train/{STUDY.base_model.pretrain.train_set}.parquet",
+            pretrain=lambda wc: f"results/{STUDY.name}/data/train/{STUDY.base_model.pretrain.train_set}.parquet",
             corpus=tokenizer_corpus_paths(STUDY),
         output:
-            directory("results/models/base"),
+            directory("results/{study}/models/base"),
         params:
             tiny=STUDY.base_model.tiny.to_dict(),  # not path, revision, trust_remote_code: no tiny build reads them
             pretrain=STUDY.base_model.pretrain.to_dict(),
@@ -22,9 +22,9 @@ if STUDY.base_model.source == "tiny":
         conda:
             "../envs/cpu.yaml"
         log:
-            "logs/build_base_model/base.log",
+            "logs/{study}/build_base_model/base.log",
         benchmark:
-            "results/benchmarks/build_base_model/base.tsv"
+            "results/{study}/benchmarks/build_base_model/base.tsv"
         script:
             "../scripts/build_base_model.py"
 
@@ -35,14 +35,14 @@ else:
 
     rule link_base_model:
         input:
-            model=model_source_dir(config["base_model"]),
+            model=model_source_dir(config["base_model"], STUDY.name),
         output:
-            directory("results/models/base"),
+            directory("results/{study}/models/base"),
         resources:
             **res("link_base_model"),
         conda:
             "../envs/cpu.yaml"
         log:
-            "logs/link_base_model/base.log",
+            "logs/{study}/link_base_model/base.log",
         script:
             "../scripts/link_base_model.py"

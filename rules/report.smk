@@ -1,4 +1,4 @@
-# Figures, Table 5 and the one report: results/figures/{figure}.pdf and results/figures/all.pdf
+# Figures, Table 5 and the one report: results/<study>/figures/{figure}.pdf and results/<study>/figures/all.pdf
 # (paper §2-3 figures; synergy/report/). Local rules that read CSV / parquet only (never torch).
 # Each figure rule depends on the tables and training logs it reads and on the drawing code, so a
 # change of a figure's code or style re-runs only these rules, never training or evaluation.
@@ -39,7 +39,7 @@ localrules:
 rule tabulate_level_gain:
     input:
         evals=gain_inputs(STUDY),
-        levels="results/difficulty/levels.parquet",
+        levels="results/{study}/difficulty/levels.parquet",
         code=code_file(workflow.basedir, "synergy", "analysis.py"),
     output:
         csv=table_csv("level_gain"),
@@ -52,9 +52,9 @@ rule tabulate_level_gain:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/tabulate_level_gain/level_gain.log",
+        "logs/{study}/tabulate_level_gain/level_gain.log",
     benchmark:
-        "results/benchmarks/tabulate_level_gain/level_gain.tsv"
+        "results/{study}/benchmarks/tabulate_level_gain/level_gain.tsv"
     script:
         "../scripts/make_level_gain.py"
 
@@ -76,9 +76,9 @@ rule tabulate_reasoning_words:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/tabulate_reasoning_words/table5_reasoning_words.log",
+        "logs/{study}/tabulate_reasoning_words/table5_reasoning_words.log",
     benchmark:
-        "results/benchmarks/tabulate_reasoning_words/table5_reasoning_words.tsv"
+        "results/{study}/benchmarks/tabulate_reasoning_words/table5_reasoning_words.tsv"
     script:
         "../scripts/make_words_table.py"
 
@@ -100,9 +100,9 @@ rule check_findings:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/check_findings/findings.log",
+        "logs/{study}/check_findings/findings.log",
     benchmark:
-        "results/benchmarks/check_findings/findings.tsv"
+        "results/{study}/benchmarks/check_findings/findings.tsv"
     script:
         "../scripts/check_findings.py"
 
@@ -122,9 +122,9 @@ rule make_figure:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/make_figure/{figure}.log",
+        "logs/{study}/make_figure/{figure}.log",
     benchmark:
-        "results/benchmarks/make_figure/{figure}.tsv"
+        "results/{study}/benchmarks/make_figure/{figure}.tsv"
     script:
         "../scripts/make_figure.py"
 
@@ -143,8 +143,8 @@ rule make_report:
     conda:
         "../envs/cpu.yaml"
     log:
-        "logs/make_report/all.log",
+        "logs/{study}/make_report/all.log",
     benchmark:
-        "results/benchmarks/make_report/all.tsv"
+        "results/{study}/benchmarks/make_report/all.tsv"
     script:
         "../scripts/make_report.py"

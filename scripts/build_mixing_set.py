@@ -15,7 +15,7 @@ cfg = MixingConfig.from_dict(snakemake.params.mixing, "mixing")
 samples = sample_file(snakemake.input.model, snakemake.input.data,
                       SamplingConfig(n=cfg.samples_per_question, seed=snakemake.params.seed, **cfg.sampling.to_dict()),
                       reasoning=cfg.reasoning_instruction, timeout_s=snakemake.params.timeout_s,
-                      image_position=snakemake.params.image_position)
+                      image_position=snakemake.params.image_position, max_pixels=snakemake.params.max_pixels)
 rows, composition = mix_rows(read_rows(snakemake.input.data), samples)
 write_parquet(samples.to_arrow(), snakemake.output.samples)
 write_parquet(to_table(rows), snakemake.output.data)

@@ -1,4 +1,4 @@
-"""Glue for rule make_report: results/figures/all.pdf, every table and figure. Logic: synergy.report.pdf."""
+"""Glue for rule make_report: results/<study>/figures/all.pdf, every table and figure. Logic: synergy.report.pdf."""
 import logging
 
 from synergy.logs import setup_logging

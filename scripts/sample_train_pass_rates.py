@@ -14,5 +14,6 @@ logging.info("rollout settings %s: %s", snakemake.wildcards.rollout, r)
 sampling = SamplingConfig(n=r["num_generations"], temperature=r["temperature"], top_p=r["top_p"], top_k=r["top_k"],
                           max_new_tokens=r["max_new_tokens"], seed=snakemake.params.seed)
 df = sample_file(snakemake.input.model, snakemake.input.bench, sampling, reasoning=r["reasoning_instruction"],
-                 timeout_s=snakemake.params.timeout_s, image_position=snakemake.params.image_position)
+                 timeout_s=snakemake.params.timeout_s, image_position=snakemake.params.image_position,
+                 max_pixels=snakemake.params.max_pixels)
 write_parquet(df.to_arrow(), snakemake.output[0])

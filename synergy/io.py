@@ -9,6 +9,11 @@ A write that runs out of space (``ENOSPC``, a quota, a file-size limit) raises `
 the folder, the space the output needs and the space free there (``disk_full_guard``); the
 temporary file is removed and the previous version of the output is untouched.
 
+Outputs get the permissions any new file gets (``0o666`` less the process's umask; folders ``0o777`` less
+it): a team whose umask is 002 shares a project folder's checkpoints and tables. ``tempfile.mkstemp``, which
+makes the temporary name safely, creates it owner-only (0600), so ``atomic_path`` sets the mode before the
+rename; ``share_tree`` does the same for a folder built under a temporary name (models, training states).
+
 Parquet output is deterministic: the same table gives the same bytes (pyarrow writes no
 timestamp into the file; ``created_by`` is the library version), which
 tests/test_reliability_workflow.py checks across two fresh runs of the workflow.
@@ -27,6 +32,36 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc/self/status; elsewhere set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets under the current umask (0o644 under 022, 0o664 under 002)."""
+    return 0o666 & ~current_umask()
+
+
+def share_tree(root: str | Path) -> None:
+    """Give ``root`` and everything under it the modes new files and folders get under the current umask."""
+    root = Path(root)
+    mask = current_umask()
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o777 & ~mask)
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                os.chmod(p, 0o666 & ~mask)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -126,6 +161,7 @@ def atomic_path(path: str | Path, needed: int | None = None) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = f"The previous {path.name} is whole." if path.exists() else f"No {path.name} was written."
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, file_mode())  # mkstemp makes it 0600; the output gets the mode of any new file
     os.close(fd)
     tmp = Path(tmp)
     try:

@@ -1,6 +1,6 @@
 """One training job, N processes: run a trainer in one process or launch it with torchrun (docs/slurm.md).
 
-A training rule that asks for N GPUs (``resources:`` of the study config, synergy/resources.py)
+A training rule that asks for N GPUs (``resources:`` of the study config, synergy/resources/)
 gets one Slurm job with N GPUs; its script calls ``run_trainer(..., processes=N)``, which starts
 ``python -m torch.distributed.run --standalone --nproc_per_node N -m synergy.launch <spec>``
 (torchrun: one process per GPU, rendezvous on a free local port, so jobs sharing a node never

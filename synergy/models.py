@@ -302,8 +302,12 @@ def freeze_vision(model) -> int:
     return n
 
 
-def save_model(model, processor, out_dir: str | Path, extra_files: Mapping[str, str] | None = None) -> None:
+def save_model(model, processor, out_dir: str | Path, extra_files: Mapping[str, str] | None = None,
+               state_dict: Mapping[str, torch.Tensor] | None = None) -> None:
     """Save model and processor into one folder (safetensors only), atomically.
+
+    ``state_dict`` (module names -> tensors) replaces the model's own weights in the files (e.g. a
+    copy in another dtype); the Hub key names are written as for the model itself.
 
     Everything is written to a temporary sibling folder which is then renamed into place; an
     existing ``out_dir`` is replaced (moved aside first, deleted after the rename).
@@ -311,7 +315,7 @@ def save_model(model, processor, out_dir: str | Path, extra_files: Mapping[str, 
     rename, so the folder never appears without them. Running out of space raises ``DiskFull``
     naming the folder and the space needed; the previous folder stays whole.
     """
-    from synergy.io import disk_full_guard, folder_bytes
+    from synergy.io import disk_full_guard, folder_bytes, share_tree
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -323,7 +327,7 @@ def save_model(model, processor, out_dir: str | Path, extra_files: Mapping[str, 
     try:
         with disk_full_guard(out_dir.parent, needed, f"the model folder {out_dir.name}", kept,
                              cleanup=lambda: shutil.rmtree(tmp, ignore_errors=True)):
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp, state_dict=dict(state_dict) if state_dict is not None else None)
             processor.save_pretrained(tmp)
             for name, text in (extra_files or {}).items():
                 if Path(name).name != name:
@@ -332,6 +336,7 @@ def save_model(model, processor, out_dir: str | Path, extra_files: Mapping[str, 
         pickled = sorted(p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
         if pickled:
             raise RuntimeError(f"non-safetensors weight files written: {pickled}")
+        share_tree(tmp)  # the modes of new files under the umask: a team folder's group can read the weights
         if out_dir.exists():
             os.replace(out_dir, old)
         try:
@@ -359,8 +364,12 @@ def trust_remote_code_default() -> bool:
     return os.environ.get(TRUST_REMOTE_CODE_ENV, "0").strip().lower() in ("1", "true")
 
 
-def load_model(path, device: str = "cpu", dtype: torch.dtype | None = None, trust_remote_code: bool | None = None):
+def load_model(path, device: str = "cpu", dtype: torch.dtype | None = None, trust_remote_code: bool | None = None,
+               max_pixels: int | None = None):
     """Load ``(model, processor)`` from a Hub-layout folder (or Hub id) in eval mode.
+
+    ``max_pixels`` (study config ``prompt.max_pixels``) caps each image's pixels in the processor
+    (``cap_pixels``), so training, hf rollouts and evaluation resize images alike.
 
     Uses ``AutoModelForImageTextToText`` and ``AutoProcessor`` with safetensors only (a folder
     with only pickled ``.bin`` weights fails; nothing is unpickled); the dtype defaults to float32
@@ -381,7 +390,30 @@ def load_model(path, device: str = "cpu", dtype: torch.dtype | None = None, trus
     model.to(device)
     model.eval()
     processor = AutoProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    cap_pixels(processor, max_pixels)
     return model, processor
+
+
+def cap_pixels(processor, max_pixels: int | None) -> None:
+    """Set the image processor's pixel bound to ``max_pixels`` (no-op for None; the minimum follows if above it).
+
+    Qwen2-VL's processor resizes every image to at most ``size["longest_edge"]`` pixels (its
+    ``max_pixels``; default 12,845,056) and at least ``size["shortest_edge"]``. The same bound goes
+    to vLLM's ``mm_processor_kwargs`` (``synergy.generate.vllm.pixel_bounds`` reads it back here).
+    """
+    if max_pixels is None:
+        return
+    improc = getattr(processor, "image_processor", None)
+    size = getattr(improc, "size", None)
+    if improc is None or size is None:
+        raise ValueError(f"prompt.max_pixels={max_pixels} is set but the processor {type(processor).__name__} has no "
+                         "image processor with a size bound")
+    get = size.get if hasattr(size, "get") else (lambda k: getattr(size, k, None))
+    lo = get("shortest_edge") or getattr(improc, "min_pixels", None) or 0
+    improc.size = {"shortest_edge": int(min(lo, max_pixels)), "longest_edge": int(max_pixels)}
+    for attr, value in (("min_pixels", min(lo, max_pixels)), ("max_pixels", max_pixels)):
+        if getattr(improc, attr, None) is not None:
+            setattr(improc, attr, int(value))
 
 
 def _keep_used_weight_conversions(model) -> None:

@@ -8,18 +8,18 @@ again: this module grades the kept ``response`` of each sample with the one grad
 order stay). With ``only_failed`` just the samples whose status is ``timeout`` or ``error`` are
 graded again (the usual case after a grader-timeout storm).
 
-Which question file goes with a samples file follows the path schema (README, "Path schema"):
+Which question file goes with a samples file follows the path schema (README, "Path schema"), inside one study's folder ``results/{study}/``:
 
-    results/eval/{arm}/{bench}.parquet                        -> results/data/bench/{bench}.parquet
-    results/difficulty/{bench}.samples.parquet                -> results/data/bench/{bench}.parquet
-    results/difficulty/train/{set}/{rollout}.samples.parquet  -> results/data/train/{set}.parquet
-    results/difficulty/train/{set}.samples.parquet            -> results/data/train/{set}.parquet (older runs)
+    eval/{arm}/{bench}.parquet                        -> data/bench/{bench}.parquet
+    difficulty/{bench}.samples.parquet                -> data/bench/{bench}.parquet
+    difficulty/train/{set}/{rollout}.samples.parquet  -> data/train/{set}.parquet
+    difficulty/train/{set}.samples.parquet            -> data/train/{set}.parquet (older runs)
 
 After re-grading, rerun Snakemake: the rewritten files are newer than the tables and levels built
 from them, so exactly those are rebuilt (mtime trigger) and no sample is generated again.
 
-    python scripts/regrade.py                        # every results/eval/*/*.parquet
-    python scripts/regrade.py --only-failed --timeout-s 30 results/difficulty/*.samples.parquet
+    python scripts/regrade.py                        # every results/*/eval/*/*.parquet (every study)
+    python scripts/regrade.py --only-failed --timeout-s 30 results/paper/difficulty/*.samples.parquet
     python scripts/regrade.py --dry-run              # report what would change, write nothing
 """
 
@@ -60,8 +60,9 @@ def questions_path(samples_path: str | Path) -> Path:
                 return Path(*parts[:k], "data", "train", f"{stem}.parquet")
             if k + 1 == len(parts) - 1:  # .../difficulty/{bench}.samples.parquet
                 return Path(*parts[:k], "data", "bench", f"{stem}.parquet")
-    raise ValueError(f"{samples_path}: not a samples file of the path schema (results/eval/ARM/BENCH.parquet, "
-                     "results/difficulty/BENCH.samples.parquet or results/difficulty/train/SET/ROLLOUT.samples.parquet)")
+    raise ValueError(f"{samples_path}: not a samples file of the path schema (results/STUDY/eval/ARM/BENCH.parquet, "
+                     "results/STUDY/difficulty/BENCH.samples.parquet or "
+                     "results/STUDY/difficulty/train/SET/ROLLOUT.samples.parquet)")
 
 
 def regrade_samples(samples: pl.DataFrame, questions: Sequence[Mapping], grader: Grader, *, only_failed: bool = False,
@@ -125,16 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from synergy.logs import setup_logging
 
     ap = argparse.ArgumentParser(description="Re-grade kept samples with the one grader, without generating again.")
-    ap.add_argument("paths", nargs="*", help="samples files (default: every results/eval/*/*.parquet)")
+    ap.add_argument("paths", nargs="*", help="samples files (default: every results/*/eval/*/*.parquet, all studies)")
     ap.add_argument("--timeout-s", type=float, default=GradingConfig().timeout_s, help="per-item grading limit")
     ap.add_argument("--only-failed", action="store_true", help="grade again only samples with status timeout/error")
     ap.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
     ap.add_argument("--log", default=None, help="also write the log to this file")
     args = ap.parse_args(argv)
     setup_logging(args.log)
-    paths = args.paths or sorted(str(p) for p in Path("results/eval").glob("*/*.parquet"))
+    paths = args.paths or sorted(str(p) for p in Path("results").glob("*/eval/*/*.parquet"))
     if not paths:
-        log.error("no samples files given and none under results/eval/")
+        log.error("no samples files given and none under results/*/eval/")
         return 2
     totals = Counter()
     with Grader(timeout_s=args.timeout_s) as grader:

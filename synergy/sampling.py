@@ -76,9 +76,9 @@ def sample_file(model_dir: str, bench_path: str, cfg: SamplingConfig, *, reasoni
 
     ``shard = (index, count)``: only the questions of that shard (synergy/shards.py); (0, 1) is all of them.
     ``backend``: ``hf`` (transformers ``load_model``) or ``vllm`` (a ``vllm.LLM`` built from the
-    ``VLLMConfig`` ``vllm``, images capped at ``max_pixels`` = study config ``prompt.max_pixels``;
-    the hf backend uses the processor's own bounds). A missing vLLM raises before anything is
-    loaded, naming the install.
+    ``VLLMConfig`` ``vllm``); either backend caps images at ``max_pixels`` = study config
+    ``prompt.max_pixels`` (``synergy.models.cap_pixels``), as training does. A missing vLLM raises
+    before anything is loaded, naming the install.
     """
     return sample_files(model_dir, [bench_path], [cfg], reasoning=reasoning, image_position=image_position,
                         timeout_s=timeout_s, shard=shard, backend=backend, vllm=vllm, max_pixels=max_pixels)[0]

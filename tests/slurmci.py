@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_study import snakemake_cmd as study_cmd
 from tiny_study import tiny_study
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,8 +126,7 @@ def smoke_run(tmp_path_factory) -> SmokeRun:
         slurm = mode != "off"
         wd = tmp_path_factory.mktemp("smoke")
         profile = "profiles/slurm-local" if slurm else "profiles/local"
-        cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--profile", str(ROOT / profile),
-               "--configfile", str(ROOT / "config/smoke.yaml")]
+        cmd = study_cmd(wd, "--profile", str(ROOT / profile), configs=[ROOT / "config/smoke.yaml"], base=False)
         started = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
         t0 = time.monotonic()
         try:
@@ -210,9 +210,8 @@ TRAIN_STUDY = tiny_study(
 
 
 def snakemake_cmd(wd: Path, config: Path, *args: str) -> list[str]:
-    # targets and options before --configfile (it takes several values)
-    return [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), *args,
-            "--configfile", str(ROOT / "config/config.yaml"), str(config)]
+    """A study config merged over config/config.yaml, run in ``wd`` (tests/tiny_study.py)."""
+    return study_cmd(wd, *args, configs=[config])
 
 
 def slurm_cmd(wd: Path, config: Path, *args: str) -> list[str]:
@@ -232,8 +231,8 @@ def train_inputs(tmp_path_factory) -> tuple[Path, Path]:
         config = root / "study.yaml"
         config.write_text(yaml.safe_dump(TRAIN_STUDY))
         t0 = time.monotonic()
-        prep = subprocess.run(snakemake_cmd(root / "inputs", config, "--cores", "2", "results/models/base",
-                                            "results/data/train/pretrain.parquet"),
+        prep = subprocess.run(snakemake_cmd(root / "inputs", config, "--cores", "2", "results/preemption/models/base",
+                                            "results/preemption/data/train/pretrain.parquet"),
                               capture_output=True, text=True, env=job_env(), timeout=600)
         assert prep.returncode == 0, prep.stderr[-5000:]
         print(f"\nSlurm training tests' inputs (data, base model, locally): {time.monotonic() - t0:.1f} s",

@@ -8,7 +8,7 @@ import slurmci
 from synergy.data.suite import question_keys
 from synergy.io import read_rows
 
-TARGET = "results/tables/level_counts.csv"
+TARGET = "results/smoke/tables/level_counts.csv"
 ARMS = ["base", "sft-eureka", "rl-noeasy", "progressive", "mixing", "merge-ties-0.5"]  # config/smoke.yaml
 BENCHES = ["synth-count", "synth-compare"]
 
@@ -31,12 +31,12 @@ def test_level_table_covers_every_benchmark(smoke_run):
     assert table.columns == ["bench", "L1", "L2", "L3", "L4", "L5", "total"]
     assert table["bench"].to_list() == [*BENCHES, "all"]
     assert table.filter(pl.col("bench") == "all")["total"].item() == 24
-    assert (wd / "results/tables/level_counts.md").read_text().startswith("# Questions per benchmark")
+    assert (wd / "results/smoke/tables/level_counts.md").read_text().startswith("# Questions per benchmark")
 
 
 def test_samples_keep_raw_text_and_grades(smoke_run):
     wd, _ = smoke_run
-    samples = pl.read_parquet(wd / "results/difficulty/synth-compare.samples.parquet")
+    samples = pl.read_parquet(wd / "results/smoke/difficulty/synth-compare.samples.parquet")
     assert {"id", "sample", "response", "num_tokens", "truncated", "extracted", "correct", "format_ok",
             "status"} <= set(samples.columns)
     assert samples.group_by("id").len()["len"].to_list() == [16] * 12
@@ -45,8 +45,8 @@ def test_samples_keep_raw_text_and_grades(smoke_run):
 
 def test_levels_match_samples(smoke_run):
     wd, _ = smoke_run
-    levels = pl.read_parquet(wd / "results/difficulty/levels.parquet")
-    samples = pl.concat([pl.read_parquet(p) for p in (wd / "results/difficulty").glob("*.samples.parquet")])
+    levels = pl.read_parquet(wd / "results/smoke/difficulty/levels.parquet")
+    samples = pl.concat([pl.read_parquet(p) for p in (wd / "results/smoke/difficulty").glob("*.samples.parquet")])
     passes = samples.group_by("id").agg(pl.col("correct").sum().alias("p"))
     joined = levels.join(passes, on="id")
     assert joined.height == 24 and (joined["passes"] == joined["p"]).all()
@@ -55,8 +55,8 @@ def test_levels_match_samples(smoke_run):
 
 def test_built_train_sets_are_disjoint_from_every_benchmark(smoke_run):
     wd, _ = smoke_run
-    bench_keys = set().union(*(question_keys(read_rows(p)) for p in (wd / "results/data/bench").glob("*.parquet")))
-    for path in (wd / "results/data/train").glob("*.parquet"):
+    bench_keys = set().union(*(question_keys(read_rows(p)) for p in (wd / "results/smoke/data/bench").glob("*.parquet")))
+    for path in (wd / "results/smoke/data/train").glob("*.parquet"):
         assert not question_keys(read_rows(path)) & bench_keys, path.name
 
 
@@ -64,7 +64,7 @@ def test_base_model_loads_with_the_auto_classes(smoke_run):
     wd, _ = smoke_run
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    model_dir = wd / "results/models/base"
+    model_dir = wd / "results/smoke/models/base"
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
     processor = AutoProcessor.from_pretrained(model_dir)
     assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
@@ -80,12 +80,12 @@ def test_every_job_has_a_log_and_a_benchmark(smoke_run):
                          "sample_train_pass_rates", "tabulate_arms", "build_mixing_set", "merge_models",
                          "tabulate_level_gain", "tabulate_reasoning_words", "check_findings", "make_figure", "make_report", "evaluate"}
     # evaluation.per_job: arm (config.yaml): one evaluate job, log and benchmark file per arm, all benchmarks in it
-    assert sorted(p.stem for p in (wd / "logs/evaluate").glob("*.log")) == sorted(ARMS)
-    assert sorted(p.stem for p in (wd / "results/benchmarks/evaluate").glob("*.tsv")) == sorted(ARMS)
+    assert sorted(p.stem for p in (wd / "logs/smoke/evaluate").glob("*.log")) == sorted(ARMS)
+    assert sorted(p.stem for p in (wd / "results/smoke/benchmarks/evaluate").glob("*.tsv")) == sorted(ARMS)
     for arm in ARMS:
-        log = (wd / f"logs/evaluate/{arm}.log").read_text()
-        assert all(f"results/data/bench/{b}.parquet" in log for b in BENCHES)
-    log = (wd / "logs/build_base_model/base.log").read_text()
+        log = (wd / f"logs/smoke/evaluate/{arm}.log").read_text()
+        assert all(f"results/smoke/data/bench/{b}.parquet" in log for b in BENCHES)
+    log = (wd / "logs/smoke/build_base_model/base.log").read_text()
     assert "pretraining done" in log
 
 
@@ -101,11 +101,11 @@ def test_every_table_has_every_arm_and_benchmark(smoke_run):
     expected = {"table1_sft_data": ["base", "sft-eureka"], "table3_easy": ["base", "rl-noeasy"],
                 "table6_synergy": ["base", "sft-eureka", "rl-noeasy", "progressive", "mixing", "merge-ties-0.5"]}
     for table, arms in expected.items():
-        t = pl.read_csv(wd / f"results/tables/{table}.csv")
+        t = pl.read_csv(wd / f"results/smoke/tables/{table}.csv")
         assert t["arm"].to_list() == arms
         assert t.select(pl.col("Avg")).null_count().item() == 0
-        assert (wd / f"results/tables/{table}.md").is_file()
-    levels = pl.read_csv(wd / "results/tables/level_accuracy.csv")
+        assert (wd / f"results/smoke/tables/{table}.md").is_file()
+    levels = pl.read_csv(wd / "results/smoke/tables/level_accuracy.csv")
     assert levels.height == len(ARMS) * len(BENCHES) * 5 and set(levels["level"]) == {"L1", "L2", "L3", "L4", "L5"}
 
 
@@ -113,23 +113,23 @@ def test_trained_arms_differ_from_base_and_log_their_steps(smoke_run):
     wd, _ = smoke_run
     from safetensors.torch import load_file
 
-    base = load_file(wd / "results/models/base/model.safetensors")
+    base = load_file(wd / "results/smoke/models/base/model.safetensors")
     for arm in ["sft-eureka", "rl-noeasy", "progressive", "mixing"]:
-        weights = load_file(wd / f"results/models/{arm}/model.safetensors")
+        weights = load_file(wd / f"results/smoke/models/{arm}/model.safetensors")
         changed = [k for k in base if "visual" not in k and not (base[k] == weights[k]).all()]
         assert changed, f"{arm}: no language-model weight changed"
         assert all((base[k] == weights[k]).all() for k in base if "visual" in k), f"{arm}: vision tower changed"
-        log = pl.read_parquet(wd / f"results/train_logs/{arm}.parquet")
+        log = pl.read_parquet(wd / f"results/smoke/train_logs/{arm}.parquet")
         assert log.height > 0 and "step" in log.columns
-    grpo_log = pl.read_parquet(wd / "results/train_logs/rl-noeasy.parquet")
+    grpo_log = pl.read_parquet(wd / "results/smoke/train_logs/rl-noeasy.parquet")
     assert {"reward", "accuracy", "format_rate", "entropy", "response_length", "clip_ratio", "kl", "grad_norm", "lr",
             "groups_with_signal"} <= set(grpo_log.columns)
-    assert not (wd / "results/train_state/rl-noeasy").exists()  # states are removed once the model is written
+    assert not (wd / "results/smoke/train_state/rl-noeasy").exists()  # states are removed once the model is written
 
 
 def test_evaluation_keeps_k_graded_samples_per_question(smoke_run):
     wd, _ = smoke_run
-    ev = pl.read_parquet(wd / "results/eval/sft-eureka/synth-count.parquet")
+    ev = pl.read_parquet(wd / "results/smoke/eval/sft-eureka/synth-count.parquet")
     assert ev.group_by("id").len()["len"].to_list() == [2] * 12
     assert set(ev["arm"]) == {"sft-eureka"}
 
@@ -139,21 +139,21 @@ def test_combination_tables_and_artifacts(smoke_run):
     import json
 
     wd, _ = smoke_run
-    t7 = pl.read_csv(wd / "results/tables/table7_length.csv")
+    t7 = pl.read_csv(wd / "results/smoke/tables/table7_length.csv")
     assert t7.columns == ["arm", "bench", "accuracy", "length"]
     assert t7["bench"].to_list() == [*BENCHES, "avg"] * 2 and t7["length"].min() > 0
-    grid = pl.read_csv(wd / "results/tables/merge_grid.csv")
+    grid = pl.read_csv(wd / "results/smoke/tables/merge_grid.csv")
     assert grid.columns == ["method", "sft_ratio", "arm", "bench", "accuracy", "base_accuracy", "gain"]
     assert grid["arm"].unique(maintain_order=True).to_list() == ["rl-noeasy", "merge-ties-0.5", "sft-eureka"]
     assert grid.height == 3 * 3 and grid["gain"].null_count() == 0
-    comp = json.loads((wd / "results/data/mixing/mixing.json").read_text())
-    mixed = read_rows(wd / "results/data/mixing/mixing.parquet")
+    comp = json.loads((wd / "results/smoke/data/mixing/mixing.json").read_text())
+    mixed = read_rows(wd / "results/smoke/data/mixing/mixing.parquet")
     assert comp["rows"] == len(mixed) == comp["rows_rl_sample"] + comp["rows_trace"]
     assert comp["rows_trace"] == comp["never_solved"] and comp["questions"] == 32
-    assert "training rows by origin" in (wd / "logs/train_sft/mixing.log").read_text()
-    merged = json.loads((wd / "results/models/merge-ties-0.5/merge_summary.json").read_text())
+    assert "training rows by origin" in (wd / "logs/smoke/train_sft/mixing.log").read_text()
+    merged = json.loads((wd / "results/smoke/models/merge-ties-0.5/merge_summary.json").read_text())
     assert merged["method"] == "ties" and merged["sft_ratio"] == 0.5 and merged["tensors"] > 0
-    prog = pl.read_parquet(wd / "results/train_logs/progressive.parquet")
+    prog = pl.read_parquet(wd / "results/smoke/train_logs/progressive.parquet")
     assert {"sft_questions", "sft_tokens", "sft_loss", "prefix_fraction"} <= set(prog.columns)
     assert prog["prefix_fraction"].to_list() == [1.0, 0.0]
 

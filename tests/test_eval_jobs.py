@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from tiny_study import job_counts, tiny_study
+from tiny_study import forget_settings, job_counts, tiny_study
 
 from synergy.config import ConfigError, load_config_file
 
@@ -45,7 +45,7 @@ def test_one_job_per_arm_gives_the_per_benchmark_jobs_results(tmp_path):
     """A per-arm job samples each benchmark with the seed its own job would use: the tables are identical."""
     def run(*extra: str, targets=()):
         out = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--cores", "2",
-                              *(targets or [f"results/eval/base/{b}.parquet" for b in BENCHES]),
+                              *(targets or [f"results/perjob/eval/base/{b}.parquet" for b in BENCHES]),
                               "--configfile", str(ROOT / "config/config.yaml"), str(cfg), *extra],
                              capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert out.returncode == 0, out.stderr[-5000:]
@@ -54,14 +54,15 @@ def test_one_job_per_arm_gives_the_per_benchmark_jobs_results(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({**TINY, "evaluation": {**TINY["evaluation"], "per_job": "arm"}}))
     run()
-    assert (tmp_path / "logs/evaluate/base.log").exists()
-    per_arm = {b: pl.read_parquet(tmp_path / f"results/eval/base/{b}.parquet") for b in BENCHES}
-    shutil.rmtree(tmp_path / "results/eval")
+    assert (tmp_path / "logs/perjob/evaluate/base.log").exists()
+    per_arm = {b: pl.read_parquet(tmp_path / f"results/perjob/eval/base/{b}.parquet") for b in BENCHES}
+    shutil.rmtree(tmp_path / "results/perjob/eval")
+    forget_settings(tmp_path, "perjob")  # the same study with per_job changed: updated in place
     cfg.write_text(yaml.safe_dump({**TINY, "evaluation": {**TINY["evaluation"], "per_job": "benchmark"}}))
     log = run()
     assert log.count("rule evaluate:") == len(BENCHES) and "rule build_base_model" not in log
     for b in BENCHES:
-        assert (tmp_path / f"logs/evaluate/base/{b}.log").exists()
-        one = pl.read_parquet(tmp_path / f"results/eval/base/{b}.parquet")
+        assert (tmp_path / f"logs/perjob/evaluate/base/{b}.log").exists()
+        one = pl.read_parquet(tmp_path / f"results/perjob/eval/base/{b}.parquet")
         assert one.height == 5 * 2 and set(one["bench"]) == {b}
         assert one.equals(per_arm[b])

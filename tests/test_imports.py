@@ -21,13 +21,13 @@ PACKAGE = ROOT / "synergy"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("synergy.rows", "synergy.images", "synergy.io", "synergy.logs")),
     ("questions", ("synergy.prompts", "synergy.data", "synergy.grading")),
-    ("config", ("synergy.config", "synergy.resources")),
+    ("config", ("synergy.config", "synergy.resources", "synergy.memory_plan")),
     ("models and generation", ("synergy.models", "synergy.generate", "synergy.shards", "synergy.analysis",
                                "synergy.difficulty", "synergy.findings")),
     ("stages", ("synergy.train", "synergy.pretrain", "synergy.sampling", "synergy.mixing", "synergy.merge",
                 "synergy.judge", "synergy.judge_guard", "synergy.regrade", "synergy.launch")),
     ("workflow", ("synergy.workflow",)),
-    ("report", ("synergy.report",)),
+    ("report", ("synergy.report", "synergy.compare")),
 ]
 # What the Snakemake driver imports when it builds the DAG (Snakefile, rules/*.smk): never torch or transformers.
 DRIVER_MODULES = ("synergy.config", "synergy.workflow", "synergy.report.targets", "synergy.resources")

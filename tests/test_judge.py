@@ -114,7 +114,7 @@ def test_enabled_judge_adds_one_job_per_evaluation_and_the_table(tmp_path):
     cfg = tmp_path / "judge.yaml"
     cfg.write_text("judge: {enabled: true}\n")
     out = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "-s", str(root / "Snakefile"),
-                          "--directory", str(tmp_path), "results/tables/judge_effect.csv", "--configfile", str(cfg),
+                          "--directory", str(tmp_path), "results/embedded/tables/judge_effect.csv", "--configfile", str(cfg),
                           "-n", "--forceall", "--quiet", "rules"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M))

@@ -93,6 +93,12 @@ def test_mathvista_maps_choices_to_letters_and_keeps_unit_and_precision(tmp_path
     assert (side["answer_type"], side["unit"]) == ("integer", "cm")
     assert (mc["answer"], mc["options"][2]) == ("C", "\\sqrt{13}")
     assert meta(work)["query"].startswith("Hint:") and meta(work)["task"] == "geometry problem solving"
+    # the query's hint (decimals, unit) is part of the question, as VLMEvalKit prompts it
+    assert work["question"].startswith("Hint: Please answer the question requiring a floating-point number with one "
+                                       "decimal place and provide the final value, e.g., 1.2, 1.3, 1.4, at the end.\n"
+                                       "Question: When a spring does work on an object")
+    assert side["question"] == "Hint: integer answer\nQuestion: What is the length of the side?"
+    assert mc["question"] == "Find x."  # its query has no hint line: kept as written
     grades = grader.grade_many([{**work, "response": boxed("1.24")}, {**side, "response": boxed("14 cm")},
                                 {**mc, "response": boxed("C")}, {**work, "response": boxed("1.3")}])
     assert [g.correct for g in grades] == [True, True, True, False]
@@ -215,6 +221,17 @@ def test_embedded_options_need_consecutive_letters():
     assert split_embedded_options("Q\nChoices:\nA:1\nC:3") is None
     assert split_embedded_options("Q?\nA. 1/2\nB. 2/3") == ("Q?", ["1/2", "2/3"])
     assert split_embedded_options("Q\nOptions: A: x, y, B: z") == ("Q", ["x, y", "z"])
+
+
+def test_mmstar_options_split_only_at_comma_letter_colon():
+    """A letter with a separator inside an option ("Vitamin B. rich bread") never starts an option."""
+    q = "Which food is richest in vitamin B?\nOptions: A: Vitamin B. rich bread, B: apple, C: water, D: salt"
+    assert split_embedded_options(q) == ("Which food is richest in vitamin B?",
+                                         ["Vitamin B. rich bread", "apple", "water", "salt"])
+    q = "Which one?\nOptions: A: plan A: the first, B: plan B, C: C. elegans, D: none"
+    assert split_embedded_options(q)[1] == ["plan A: the first", "plan B", "C. elegans", "none"]
+    assert split_embedded_options("Q\nOptions: A. x, B. y") == ("Q", ["x", "y"])  # the same separator throughout
+    assert split_embedded_options("Q\nOptions: A: x, B. y") is None  # mixed separators: not MMStar's layout
 
 
 # --------------------------------------------------------------------------- training sets

@@ -203,7 +203,7 @@ def dry_run(workdir: Path, *args: str) -> dict[str, int]:
 def test_paper_level_table_dag_from_local_copies_builds_fast(tmp_path):
     cfg = local_config(tmp_path, write_fixtures(tmp_path / "data"))
     start = time.monotonic()
-    counts = dry_run(tmp_path, "results/tables/level_counts.csv", "--configfile", str(cfg))
+    counts = dry_run(tmp_path, "results/paper/tables/level_counts.csv", "--configfile", str(cfg))
     assert time.monotonic() - start < 10
     assert counts == {"load_benchmark": 5, "link_base_model": 1, "sample_difficulty": 5, "assign_levels": 1,
                       "tabulate_level_counts": 1}
@@ -212,15 +212,15 @@ def test_paper_level_table_dag_from_local_copies_builds_fast(tmp_path):
 def test_paper_levels_replace_the_base_models_samples(tmp_path):
     cfg = local_config(tmp_path, write_fixtures(tmp_path / "data"),
                        mathvision={"levels": "paper", "level_column": "difficulty_level"})
-    counts = dry_run(tmp_path, "results/tables/level_counts.csv", "--configfile", str(cfg))
+    counts = dry_run(tmp_path, "results/paper/tables/level_counts.csv", "--configfile", str(cfg))
     assert counts["sample_difficulty"] == 4 and counts["load_benchmark"] == 5
 
 
 def test_hub_sources_are_downloaded_once_per_repository(tmp_path):
     cfg = tmp_path / "paper_hub.yaml"
     cfg.write_text(yaml.safe_dump(core_paper_config()))
-    counts = dry_run(tmp_path, "results/data/train/rl.parquet", "results/data/train/eureka.parquet",
-                     "results/models/base", "--configfile", str(cfg))
+    counts = dry_run(tmp_path, "results/paper/data/train/rl.parquet", "results/paper/data/train/eureka.parquet",
+                     "results/paper/models/base", "--configfile", str(cfg))
     assert counts == {"download_dataset": 1, "load_train_set": 2, "download_model": 1, "link_base_model": 1}
 
 
@@ -259,22 +259,22 @@ def test_load_rules_write_every_paper_set_and_the_paper_level_table(tmp_path):
 
     paths = write_fixtures(tmp_path / "data")
     cfg = local_config(tmp_path, paths, **tag_all_benchmarks(paths))
-    sets = [f"results/data/bench/{b}.parquet" for b in ("mathvision", "mathverse", "mathvista", "mmmu", "mmstar")]
-    sets += [f"results/data/train/{t}.parquet" for t in ("rl", "s1-gemini", "s1.1-r1", "eureka")]
+    sets = [f"results/paper/data/bench/{b}.parquet" for b in ("mathvision", "mathverse", "mathvista", "mmmu", "mmstar")]
+    sets += [f"results/paper/data/train/{t}.parquet" for t in ("rl", "s1-gemini", "s1.1-r1", "eureka")]
     out = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), *sets,
-                          "results/models/base", "results/tables/level_counts.csv", "--configfile", str(cfg),
+                          "results/paper/models/base", "results/paper/tables/level_counts.csv", "--configfile", str(cfg),
                           "--cores", "1"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     sizes = {Path(s).stem: pq.read_metadata(tmp_path / s).num_rows for s in sets}
     assert sizes == {"mathvision": 4, "mathverse": 4, "mathvista": 3, "mmmu": 3, "mmstar": 2, "rl": 2,
                      "s1-gemini": 2, "s1.1-r1": 1, "eureka": 2}
-    assert (tmp_path / "results/models/base/config.json").is_symlink()
-    log = (tmp_path / "logs/load_benchmark/mmmu.log").read_text()
+    assert (tmp_path / "results/paper/models/base/config.json").is_symlink()
+    log = (tmp_path / "logs/paper/load_benchmark/mmmu.log").read_text()
     assert "mmmu: open answers with several accepted values (graded against the first): 1" in log
-    counts = pl.read_csv(tmp_path / "results/tables/level_counts.csv")
+    counts = pl.read_csv(tmp_path / "results/paper/tables/level_counts.csv")
     assert counts.row(0, named=True) == {"bench": "mathvision", "L1": 1, "L2": 1, "L3": 1, "L4": 1, "L5": 0, "total": 4}
     assert counts.filter(pl.col("bench") == "all")["total"].item() == 16
-    levels = pl.read_parquet(tmp_path / "results/difficulty/levels.parquet")
+    levels = pl.read_parquet(tmp_path / "results/paper/difficulty/levels.parquet")
     assert set(levels["level_source"]) == {"paper"} and levels["passes"].null_count() == 16
 
 

@@ -37,7 +37,7 @@ FORBIDDEN = {
     "an issue number": re.compile("(?i)" + r"\bissue" + r"[\s-]*#?\d+"),
 }
 PATH_RE = re.compile(r"(?<![\w/.-])(?:\.\./)*((?:%s)/[\w./{}<>*-]*[\w/}>*])" % "|".join(re.escape(d) for d in TOP_DIRS))
-MD_RE = re.compile(r"(?<![\w/.-])((?:[\w.-]*/)+[\w-]+\.md|[A-Z]+\.md)\b")
+MD_RE = re.compile(r"(?<![\w/.}>-])((?:[\w.-]*/)+[\w-]+\.md|[A-Z]+\.md)\b")
 BARE_DOC_RE = re.compile(r"(?<![\w/.'\"-])((?:paper|ecosystem|tinyvlm|tiny-model|slurm|style|gpu|reliability)\.md)\b")
 OUTPUTS = ("results/", "logs/", "resources/", ".snakemake/")
 TEST_RE = re.compile(r"(?<![\w/.-])(test_\w+\.py)(?=::|\b)")

@@ -214,19 +214,22 @@ def test_every_output_wildcard_is_constrained_to_config_names(workflow_rules):
 
 
 BAD_TARGETS = [
-    "results/eval/../../../etc/synth-count.parquet",
-    "results/eval/base/../../../tmp/synth-count.parquet",
-    "results/eval/base/../rl/synth-count.parquet",
-    "results/eval/base;rm -rf ~/synth-count.parquet",
-    "results/eval/$(touch pwned)/synth-count.parquet",
-    "results/eval/base/synth-count.parquet; echo pwned",
-    "results/eval/`id`/synth-count.parquet",
-    "results/models/rl/../../../home",
-    "results/models/rl && curl x",
-    "results/data/bench/../../../secret.parquet",
-    "results/data/bench/synth count.parquet",
-    "results/tables/level_accuracy|sh.csv",
-    "results/difficulty/train/rl/../../x.samples.parquet",
+    "results/embedded/eval/../../../etc/synth-count.parquet",
+    "results/embedded/eval/base/../../../tmp/synth-count.parquet",
+    "results/embedded/eval/base/../rl/synth-count.parquet",
+    "results/embedded/eval/base;rm -rf ~/synth-count.parquet",
+    "results/embedded/eval/$(touch pwned)/synth-count.parquet",
+    "results/embedded/eval/base/synth-count.parquet; echo pwned",
+    "results/embedded/eval/`id`/synth-count.parquet",
+    "results/embedded/models/rl/../../../home",
+    "results/embedded/models/rl && curl x",
+    "results/embedded/data/bench/../../../secret.parquet",
+    "results/embedded/data/bench/synth count.parquet",
+    "results/embedded/tables/level_accuracy|sh.csv",
+    "results/embedded/difficulty/train/rl/../../x.samples.parquet",
+    "results/smoke/tables/table2_kl.csv",  # another study's folder
+    "results/embedded/../smoke/tables/table2_kl.csv",
+    "results/tables/table2_kl.csv",  # no study folder
     "/etc/passwd",
 ]
 
@@ -237,8 +240,8 @@ def test_no_rule_matches_a_path_or_shell_text(workflow_rules, target):
 
 
 def test_good_targets_still_match(workflow_rules):
-    for target in ("results/eval/rl/synth-count.parquet", "results/models/sft-s1.1-r1",
-                   "results/data/train/s1.1-r1.parquet", "results/tables/table2_kl.csv"):
+    for target in ("results/embedded/eval/rl/synth-count.parquet", "results/embedded/models/sft-s1.1-r1",
+                   "results/embedded/data/train/s1.1-r1.parquet", "results/embedded/tables/table2_kl.csv"):
         assert [r.name for r in workflow_rules if r.is_producer(target)], target
 
 

@@ -34,11 +34,11 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 TOKEN = "hf_reliabilityFAKE0123456789abcdef"
 BENCH = "synth-mixed"
 ARM = "sft-short"
-LEVELS = "results/difficulty/levels.parquet"
-EVAL = f"results/eval/base/{BENCH}.parquet"
-MODEL = f"results/models/{ARM}"
-TRAIN_LOG = f"results/train_logs/{ARM}.parquet"
-STATE = f"results/train_state/{ARM}"
+LEVELS = "results/reliability/difficulty/levels.parquet"
+EVAL = f"results/reliability/eval/base/{BENCH}.parquet"
+MODEL = f"results/reliability/models/{ARM}"
+TRAIN_LOG = f"results/reliability/train_logs/{ARM}.parquet"
+STATE = f"results/reliability/train_state/{ARM}"
 
 # A study small enough for two fresh runs in about a minute each on 2 cores (merged over config/config.yaml).
 TINY_STUDY = tiny_study(
@@ -162,7 +162,7 @@ def test_two_fresh_runs_give_byte_identical_levels_and_evaluation(runs):
 
 
 def test_kill_leaves_no_output_that_looks_complete(runs):
-    kill, a = runs["kill"], runs["a"]
+    kill = runs["kill"]
     info = f"(seed {runs['seed']}: killed {kill['delay']:.2f} s after the state of step {kill['k']})"
     new = runs["after_kill"] - runs["before_kill"]
     assert new and all(p.startswith(STATE + "/") for p in new), (sorted(new), info)
@@ -180,7 +180,7 @@ def test_kill_leaves_no_output_that_looks_complete(runs):
 
 def test_rerun_resumes_from_the_last_saved_state_and_matches_the_uninterrupted_run(runs):
     a, b, kill = runs["a"], runs["b"], runs["kill"]
-    log = (a / f"logs/train_sft/{ARM}.log").read_text()
+    log = (a / f"logs/reliability/train_sft/{ARM}.log").read_text()
     m = re.search(r"resumed from \S+step-(\d+) \(step (\d+)\)", log)
     assert m, log[-3000:]
     resumed = int(m.group(2))
@@ -199,13 +199,13 @@ def test_rerun_resumes_from_the_last_saved_state_and_matches_the_uninterrupted_r
 
 
 def test_no_log_shows_the_hub_token(runs):
-    files = [p for wd in (runs["a"], runs["b"]) for sub in ("logs", ".snakemake/log", "results/benchmarks")
+    files = [p for wd in (runs["a"], runs["b"]) for sub in ("logs", ".snakemake/log", "results/reliability/benchmarks")
              for p in (wd / sub).rglob("*") if p.is_file()]
     assert len(files) >= 10
     assert not [str(p) for p in files if TOKEN in p.read_text(errors="replace")]
     assert TOKEN not in runs["rerun"].stdout + runs["rerun"].stderr
     # the jobs loaded their models with trust_remote_code from the config (off)
-    assert "trust_remote_code=False" in (runs["a"] / "logs/evaluate/base.log").read_text()
+    assert "trust_remote_code=False" in (runs["a"] / "logs/reliability/evaluate/base.log").read_text()
 
 
 def _older(wd: Path, order: list[Path]) -> None:

@@ -30,9 +30,9 @@ def smoke():
 
 def test_figure_targets_are_every_figure_table5_and_the_report(study):
     targets = T.figure_targets(study)
-    assert targets[-1] == "results/figures/all.pdf"
-    assert [t for t in targets if t.startswith("results/figures/fig")] == [f"results/figures/{f}.pdf" for f in T.FIGURES]
-    assert "results/tables/table5_reasoning_words.csv" in targets
+    assert targets[-1] == "results/embedded/figures/all.pdf"
+    assert [t for t in targets if t.startswith("results/embedded/figures/fig")] == [f"results/embedded/figures/{f}.pdf" for f in T.FIGURES]
+    assert "results/embedded/tables/table5_reasoning_words.csv" in targets
 
 
 def test_schema_lists_exactly_the_figures_of_the_registry():
@@ -166,7 +166,7 @@ def test_code_version_outside_a_checkout_is_unknown(tmp_path):
 
 
 def test_dry_run_of_the_report_plans_only_light_local_jobs_on_top_of_the_tables():
-    out = subprocess.run([SNAKEMAKE, "results/figures/all.pdf", "-n", "--forceall", "--quiet", "rules",
+    out = subprocess.run([SNAKEMAKE, "results/smoke/figures/all.pdf", "-n", "--forceall", "--quiet", "rules",
                           "--configfile", "config/smoke.yaml"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M)}

@@ -49,12 +49,45 @@ def test_memory_and_runtime_grow_with_each_attempt():
         grow(10, 0)
 
 
+def test_memory_grows_to_its_cap_and_training_time_does_not_grow():
+    """The paper study's GRPO job: 640 GB / 72 h; retries ask up to the 1 TB cap, never more, and 72 h each."""
+    paper = load_config_file(ROOT / "config/config.yaml", ROOT / "config/paper.yaml").raw
+    grpo = snakemake_resources(paper, "train_grpo", {})
+    assert [grpo["mem_mb"](None, a) for a in (1, 2, 3, 10)] == [640000, 1000000, 1000000, 1000000]
+    assert grpo["runtime"] == 4320  # a retried training resumes: no more time than the first attempt
+    sft = snakemake_resources(paper, "train_sft", {})
+    assert sft["runtime"] == 2880 and sft["nodes"] == 1
+    ev = snakemake_resources(paper, "evaluate", {})  # not a training: time grows, up to max_runtime
+    assert [ev["runtime"](None, a) for a in (1, 2, 3, 20)] == [480, 960, 1440, 4320]
+    assert [ev["mem_mb"](None, a) for a in (1, 2, 3)] == [96000, 192000, 288000]
+
+
+def test_the_environment_caps_too_and_the_smaller_cap_wins():
+    raw = study(default={"mem_mb": 3000, "runtime": 45, "max_mem_mb": 8000})
+    res = snakemake_resources(raw, "evaluate", {"SYNERGY_SLURM_MAX_MEM_MB": "5000", "SYNERGY_SLURM_MAX_RUNTIME": "100"})
+    assert [res["mem_mb"](None, a) for a in (1, 2, 3)] == [3000, 5000, 5000]
+    assert [res["runtime"](None, a) for a in (1, 2, 3)] == [45, 90, 100]
+    res = snakemake_resources(raw, "evaluate", {"SYNERGY_SLURM_MAX_MEM_MB": "64000"})
+    assert [res["mem_mb"](None, a) for a in (1, 2, 3)] == [3000, 6000, 8000]
+    assert grow(10, 5, cap=25) == 25 and grow(10, 2, cap=None) == 20
+    with pytest.raises(ConfigError, match="SYNERGY_SLURM_MAX_MEM_MB='lots' is not a whole number"):
+        snakemake_resources(raw, "evaluate", {"SYNERGY_SLURM_MAX_MEM_MB": "lots"})
+
+
+def test_a_first_attempt_above_its_cap_is_a_config_error():
+    raw = study(default={"mem_mb": 3000, "max_mem_mb": 2000})
+    with pytest.raises(ConfigError, match=r"'resources.evaluate.mem_mb': 3000 is above its cap 2000 \(max_mem_mb"):
+        snakemake_resources(raw, "evaluate", {})
+    with pytest.raises(ConfigError, match=r"runtime': 60 is above its cap 30 \(max_runtime or SYNERGY_SLURM_MAX_RUNTIME"):
+        snakemake_resources(study(default={}), "evaluate", {"SYNERGY_SLURM_MAX_RUNTIME": "30"})
+
+
 def test_gpu_rules_get_the_plugins_gpu_keys_and_cpu_rules_none():
     raw = study(default={"mem_mb": 1000}, train_grpo={"gpus": 4, "cpus_per_gpu": 8})
     env = {GPU_MODEL_ENV: "h100", GPU_PARTITION_ENV: "gpu"}
     gpu = snakemake_resources(raw, "train_grpo", env)
-    assert {k: v for k, v in gpu.items() if not callable(v)} == {"gpu": 4, "cpus_per_gpu": 8, "gpu_model": "h100",
-                                                                  "slurm_partition": "gpu"}
+    assert {k: v for k, v in gpu.items() if k not in ("mem_mb", "runtime")} == {
+        "gpu": 4, "nodes": 1, "cpus_per_gpu": 8, "gpu_model": "h100", "slurm_partition": "gpu"}
     cpu = snakemake_resources(raw, "assign_levels", env)  # the GPU knobs never leak to CPU jobs
     assert set(cpu) == {"mem_mb", "runtime"}
     bare = snakemake_resources(raw, "train_grpo", {})  # no knobs set: --gpus=4, cluster default partition

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_study import tiny_study
+from tiny_study import forget_settings, tiny_study
 
 from synergy.config import deep_update, load_config, load_config_file
 from synergy.workflow import pass_rate_settings, train_samples_path
@@ -94,7 +94,9 @@ def test_settings_that_change_no_sample_rerun_no_sampling(dags, baseline):
     after = dags(("grading.max_failure_share", 0.3))
     assert _changed_rules(baseline, after) == {"train_grpo"}  # only GRPO stops on a grader-failure storm
     assert _changed_rules(baseline, dags(("base_model.trust_remote_code", True))) == set()  # no tiny build reads it
-    assert _changed_rules(baseline, dags(("prompt.max_pixels", 12544))) == {"sample_difficulty", "evaluate"}
+    # the image cap applies to training, rollouts and evaluation alike (tests/test_max_pixels.py)
+    assert _changed_rules(baseline, dags(("prompt.max_pixels", 12544))) == {
+        "sample_difficulty", "evaluate", "sample_train_pass_rates", "train_sft", "train_grpo", "build_mixing_set"}
 
 
 def test_pass_rate_settings_follow_the_arm_not_the_section():
@@ -149,13 +151,14 @@ def test_learning_rate_change_reruns_no_pass_rate_sampling(tmp_path):
     target = train_samples_path(load_config(merged), "rl-noeasy")  # as Snakemake merges the two files
     _run(tmp_path, STUDY, target)
     assert (tmp_path / target).is_file()
+    forget_settings(tmp_path, "params")  # change the study in place: without this, other settings are refused
     lr = copy.deepcopy(STUDY)
     lr["grpo"]["learning_rate"] = 3.0e-5
     out = _run(tmp_path, lr, target, "-n")
     assert "Nothing to be done" in out.stdout + out.stderr
-    out = _run(tmp_path, lr, "results/models/rl-noeasy", "-n", "--quiet", "rules")
+    out = _run(tmp_path, lr, "results/params/models/rl-noeasy", "-n", "--quiet", "rules")
     assert re.search(r"^train_grpo\s+1$", out.stdout, re.M) and "sample_train_pass_rates" not in out.stdout
     hot = copy.deepcopy(STUDY)
     hot["grpo"]["temperature"] = 0.7
-    out = _run(tmp_path, hot, "results/models/rl-noeasy", "-n", "--quiet", "rules")
+    out = _run(tmp_path, hot, "results/params/models/rl-noeasy", "-n", "--quiet", "rules")
     assert re.search(r"^sample_train_pass_rates\s+1$", out.stdout, re.M), out.stdout

@@ -66,11 +66,11 @@ def test_gather_refuses_a_missing_a_duplicated_and_a_foreign_shard():
 
 def test_paths_and_seeds_follow_the_config():
     one = load_config_file(ROOT / "config/config.yaml")
-    assert generation_path(one, "evaluation", "output") == "results/eval/{arm}/{bench}.parquet"
+    assert generation_path(one, "evaluation", "output") == "results/{study}/eval/{arm}/{bench}.parquet"
     paper = load_config_file(ROOT / "config/config.yaml", ROOT / "config/paper.yaml")
-    assert generation_path(paper, "difficulty", "output") == "results/difficulty/shards/{bench}/{shard}.samples.parquet"
+    assert generation_path(paper, "difficulty", "output") == "results/{study}/difficulty/shards/{bench}/{shard}.samples.parquet"
     paths = shard_paths(paper, "evaluation", arm="rl", bench="mmstar")
-    assert paths == [f"results/eval/shards/rl/mmstar/{i}.parquet" for i in range(paper.sharding.evaluation)]
+    assert paths == [f"results/paper/eval/shards/rl/mmstar/{i}.parquet" for i in range(paper.sharding.evaluation)]
     seeds = {generation_seed(paper, "difficulty", "mmstar", shard=i) for i in range(paper.sharding.difficulty)}
     assert len(seeds) == paper.sharding.difficulty  # every shard samples with its own seed
     assert generation_seed(one, "difficulty", "mmstar") != generation_seed(one, "evaluation", "mmstar")
@@ -100,24 +100,24 @@ def test_sharded_generation_for_real(tmp_path):
     """Three difficulty shards and two evaluation shards of a 7-question benchmark, run and gathered."""
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
-    targets = ["results/difficulty/levels.parquet", "results/eval/base/synth-mixed.parquet"]
+    targets = ["results/shards/difficulty/levels.parquet", "results/shards/eval/base/synth-mixed.parquet"]
     run = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--cores", "2", *targets,
                           "--configfile", str(ROOT / "config/config.yaml"), str(cfg)],
                          capture_output=True, text=True, timeout=900,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stderr[-5000:]
-    bench = pl.read_parquet(tmp_path / "results/data/bench/synth-mixed.parquet")
-    samples = pl.read_parquet(tmp_path / "results/difficulty/synth-mixed.samples.parquet")
+    bench = pl.read_parquet(tmp_path / "results/shards/data/bench/synth-mixed.parquet")
+    samples = pl.read_parquet(tmp_path / "results/shards/difficulty/synth-mixed.samples.parquet")
     assert samples["id"].unique(maintain_order=True).to_list() == bench["id"].to_list()
     assert samples.group_by("id").len()["len"].to_list() == [4] * 7
-    shards = [pl.read_parquet(tmp_path / f"results/difficulty/shards/synth-mixed/{i}.samples.parquet") for i in range(3)]
+    shards = [pl.read_parquet(tmp_path / f"results/shards/difficulty/shards/synth-mixed/{i}.samples.parquet") for i in range(3)]
     assert [s["id"].n_unique() for s in shards] == [3, 2, 2]
     assert pl.concat(shards).equals(samples)  # the gather adds and loses nothing
-    levels = pl.read_parquet(tmp_path / "results/difficulty/levels.parquet")
+    levels = pl.read_parquet(tmp_path / "results/shards/difficulty/levels.parquet")
     assert levels.height == 7
-    ev = pl.read_parquet(tmp_path / "results/eval/base/synth-mixed.parquet")
+    ev = pl.read_parquet(tmp_path / "results/shards/eval/base/synth-mixed.parquet")
     assert ev.height == 7 * 2 and set(ev["arm"]) == {"base"}
-    logs = {p.relative_to(tmp_path / "logs").as_posix() for p in (tmp_path / "logs").rglob("*.log")}
+    logs = {p.relative_to(tmp_path / "logs/shards").as_posix() for p in (tmp_path / "logs/shards").rglob("*.log")}
     assert {f"sample_difficulty/synth-mixed/{i}.log" for i in range(3)} <= logs
     assert {f"evaluate/base/synth-mixed/{i}.log" for i in range(2)} <= logs
     assert "gather_eval/base/synth-mixed.log" in logs

@@ -43,8 +43,8 @@ def slurm_smoke(tmp_path_factory):
 
 def test_smoke_study_outputs_are_complete(slurm_smoke):
     wd = slurm_smoke.wd
-    for rel in ["results/figures/all.pdf", "results/tables/level_counts.csv", "results/tables/table6_synergy.csv",
-                "results/models/merge-ties-0.5/model.safetensors", "results/models/sft-eureka/model.safetensors"]:
+    for rel in ["results/smoke/figures/all.pdf", "results/smoke/tables/level_counts.csv", "results/smoke/tables/table6_synergy.csv",
+                "results/smoke/models/merge-ties-0.5/model.safetensors", "results/smoke/models/sft-eureka/model.safetensors"]:
         assert (wd / rel).is_file(), rel
     dry = subprocess.run([*slurm_smoke.cmd, "-n"], capture_output=True, text=True, env=job_env())
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, dry.stderr[-3000:]
@@ -86,9 +86,9 @@ def test_gpu_rules_were_granted_gres_gpu_on_the_gpu_partition(slurm_smoke):
 # ------------------------------------------------------------------------------------------ preemption
 
 ARM = SFT_ARM
-MODEL = f"results/models/{ARM}"
-TRAIN_LOG = f"results/train_logs/{ARM}.parquet"
-STATE = f"results/train_state/{ARM}"
+MODEL = f"results/preemption/models/{ARM}"
+TRAIN_LOG = f"results/preemption/train_logs/{ARM}.parquet"
+STATE = f"results/preemption/train_state/{ARM}"
 CANCEL_AT_STEP = 3
 def _state_steps(wd: Path) -> list[int]:
     state = wd / STATE
@@ -181,7 +181,7 @@ def test_sacct_shows_the_cancelled_job_and_the_resubmitted_one(preempted):
 def test_resubmitted_job_resumed_from_the_last_saved_state(preempted):
     a, b = preempted["a"], preempted["b"]
     assert preempted["rerun"].returncode == 0, preempted["rerun"].stderr[-5000:]
-    log = (a / f"logs/train_sft/{ARM}.log").read_text()
+    log = (a / f"logs/preemption/train_sft/{ARM}.log").read_text()
     m = re.search(r"resumed from \S+step-(\d+) \(step (\d+)\)", log)
     assert m, log[-3000:]
     resumed = int(m.group(2))

@@ -26,8 +26,8 @@ from slurmci import (GRPO_ARM, GRPO_STEPS, copy_inputs, job_env, sacct_jobs, slu
 
 pytestmark = pytest.mark.slow
 
-GRPO_MODEL = f"results/models/{GRPO_ARM}"
-GRPO_STATE = f"results/train_state/{GRPO_ARM}"
+GRPO_MODEL = f"results/preemption/models/{GRPO_ARM}"
+GRPO_STATE = f"results/preemption/train_state/{GRPO_ARM}"
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def _release(jid: str, proc: subprocess.Popen) -> None:
 
 
 def _resumes(wd: Path) -> list[int]:
-    log = wd / f"logs/train_grpo/{GRPO_ARM}.log"
+    log = wd / f"logs/preemption/train_grpo/{GRPO_ARM}.log"
     return [int(s) for s in re.findall(r"resumed from \S+step-\d+ \(step (\d+)\)", log.read_text())] \
         if log.is_file() else []
 
@@ -172,9 +172,9 @@ def test_requeued_and_node_failed_job_resumes_and_ends_as_an_uninterrupted_run(n
     wc, wd = (load_file(w / GRPO_MODEL / "model.safetensors") for w in (nf["c"], nf["d"]))
     assert wc.keys() == wd.keys()
     assert max(float((wc[k] - wd[k]).abs().max()) for k in wc) < 1e-5
-    base = load_file(nf["c"] / "results/models/base/model.safetensors")
+    base = load_file(nf["c"] / "results/preemption/models/base/model.safetensors")
     assert max(float((wc[k] - base[k]).abs().max()) for k in base) > 1e-3  # training moved the weights
-    lc, ld = (pl.read_parquet(w / f"results/train_logs/{GRPO_ARM}.parquet") for w in (nf["c"], nf["d"]))
+    lc, ld = (pl.read_parquet(w / f"results/preemption/train_logs/{GRPO_ARM}.parquet") for w in (nf["c"], nf["d"]))
     assert lc["step"].to_list() == ld["step"].to_list() == list(range(1, GRPO_STEPS + 1))
     for col in ("reward", "entropy", "response_length", "grad_norm"):
         assert lc[col].to_list() == pytest.approx(ld[col].to_list(), abs=1e-4, nan_ok=True), col

@@ -112,7 +112,7 @@ def test_rollout_engine_without_vllm(no_vllm, tiny_loaded):
 def test_sampling_params_translation():
     cfg = SamplingConfig(n=16, temperature=0.6, top_p=0.95, top_k=0, max_new_tokens=24576, seed=3, min_new_tokens=2)
     kw = vb.sampling_params_kwargs(cfg, [5, 7])
-    assert kw == {"n": 16, "temperature": 0.6, "top_p": 0.95, "top_k": -1, "max_tokens": 24576, "min_tokens": 2,
+    assert kw == {"n": 16, "temperature": 0.6, "top_p": 0.95, "top_k": 0, "max_tokens": 24576, "min_tokens": 2,
                   "repetition_penalty": 1.0, "seed": 3, "stop_token_ids": [5, 7]}
     assert vb.sampling_params_kwargs(SamplingConfig(top_k=20), [5])["top_k"] == 20
     assert vb.sampling_params_kwargs(cfg, [5], seed=99)["seed"] == 99
@@ -122,7 +122,7 @@ def test_sampling_params_translation():
 
 def test_greedy_asks_one_sample():
     kw = vb.sampling_params_kwargs(SamplingConfig(n=4, temperature=0, top_k=20, top_p=0.5), [5])
-    assert (kw["n"], kw["temperature"], kw["top_k"], kw["top_p"]) == (1, 0.0, -1, 1.0)
+    assert (kw["n"], kw["temperature"], kw["top_k"], kw["top_p"]) == (1, 0.0, 0, 1.0)
 
 
 def test_request_seeds_are_distinct_deterministic_and_small():
@@ -158,6 +158,39 @@ def test_engine_kwargs_carry_config_and_pixel_cap():
     assert "mm_processor_kwargs" not in vb.engine_kwargs("/m", VLLMConfig())  # prompt.max_pixels: null
     assert vb.engine_kwargs("/m", VLLMConfig(), min_pixels=3136, max_pixels=3136)["mm_processor_kwargs"] == \
         {"min_pixels": 3136, "max_pixels": 3136}
+
+
+def test_rollout_engine_kwargs_name_the_worker_extension_and_bound_batched_tokens(tiny_loaded):
+    """GRPO's colocated engine: weight sync by a named worker method, a token budget per step, trainer's pixel bounds."""
+    from synergy.generate.vllm_worker import LOAD_METHOD, WORKER_EXTENSION, WeightSync
+
+    _, processor = tiny_loaded
+    vcfg = VLLMConfig(tensor_parallel_size=2, rollout_gpu_memory_utilization=0.4, rollout_max_num_batched_tokens=8192)
+    kw = vb.rollout_engine_kwargs("/m", vcfg, processor, process_index=3)
+    assert kw["worker_extension_cls"] == WORKER_EXTENSION and kw["max_num_batched_tokens"] == 8192
+    assert kw["gpu_memory_utilization"] == 0.4 and kw["seed"] == 1 and kw["distributed_executor_backend"] == "external_launcher"
+    assert kw["mm_processor_kwargs"] == dict(zip(("min_pixels", "max_pixels"), vb.pixel_bounds(processor)))
+    assert "max_num_batched_tokens" not in vb.rollout_engine_kwargs("/m", VLLMConfig(rollout_max_num_batched_tokens=None),
+                                                                     processor)
+    module, name = WORKER_EXTENSION.rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) is WeightSync and callable(getattr(WeightSync, LOAD_METHOD))
+
+    class _Model:  # the worker's model: records what it was asked to load
+        def load_weights(self, weights):
+            self.got = list(weights)
+            return {n for n, _ in self.got}
+
+    class _Worker(WeightSync):  # vLLM mixes the extension into its worker class the same way
+        def __init__(self):
+            self.model = _Model()
+
+        def get_model(self):
+            return self.model
+
+    w = _Worker()
+    assert getattr(w, LOAD_METHOD)([("lm_head.weight", torch.zeros(2))]) == 1 and w.model.got[0][0] == "lm_head.weight"
+    with pytest.raises(ConfigError, match="rollout_max_num_batched_tokens"):
+        VLLMConfig(rollout_max_num_batched_tokens=0)
 
 
 def test_vllm_config_from_the_study_section():

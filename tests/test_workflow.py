@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from synergy.config import load_config_file
 from synergy.workflow import derived_seed, final_targets, train_templates
@@ -42,31 +41,31 @@ def test_smoke_study_runs_every_rule():
 
 
 def test_one_table_builds_only_what_it_needs():
-    counts = dry_run("results/tables/table2_kl.csv")
+    counts = dry_run("results/embedded/tables/table2_kl.csv")
     assert counts["train_grpo"] == 2 and "train_sft" not in counts and "sample_train_pass_rates" not in counts
     assert counts["evaluate"] == 3 and counts["tabulate_arms"] == 1  # evaluation.per_job: arm
 
 
 def test_merge_grid_needs_its_parents_and_merges_only():
-    counts = dry_run("results/tables/merge_grid.csv")
+    counts = dry_run("results/embedded/tables/merge_grid.csv")
     assert counts["merge_models"] == 9 and counts["train_sft"] == 1 and counts["train_grpo"] == 1
     assert counts["evaluate"] == 1 + 2 + 9 and "build_mixing_set" not in counts
 
 
 def test_table7_needs_the_mixing_arm_and_its_source():
-    counts = dry_run("results/tables/table7_length.csv")
+    counts = dry_run("results/embedded/tables/table7_length.csv")
     assert counts["build_mixing_set"] == 1 and counts["train_sft"] == 1 and counts["train_grpo"] == 1
     assert counts["evaluate"] == 2 and "merge_models" not in counts
 
 
 def test_dry_run_of_the_level_table_lists_every_job():
-    counts = dry_run("results/tables/level_counts.csv")
+    counts = dry_run("results/embedded/tables/level_counts.csv")
     assert counts == {"build_synthetic_benchmark": 5, "build_synthetic_train_set": 5, "build_base_model": 1,
                       "sample_difficulty": 5, "assign_levels": 1, "tabulate_level_counts": 1}
 
 
 def test_one_benchmark_samples_need_only_their_own_inputs():
-    counts = dry_run("results/difficulty/synth-chart.samples.parquet")
+    counts = dry_run("results/embedded/difficulty/synth-chart.samples.parquet")
     assert counts["sample_difficulty"] == 1 and counts["build_synthetic_benchmark"] == 5  # train sets exclude all
 
 
@@ -90,7 +89,7 @@ def test_train_templates_all_means_every_benchmark_template():
 
 def test_final_targets_include_the_level_table():
     study = load_config_file(ROOT / "config/config.yaml")
-    assert "results/tables/level_counts.csv" in final_targets(study)
+    assert "results/embedded/tables/level_counts.csv" in final_targets(study)
 
 
 def test_vllm_jobs_get_the_gpu_env_and_the_vllm_settings_only_they_use():

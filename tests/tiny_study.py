@@ -1,14 +1,22 @@
 """The smallest study the real workflow runs in about a minute (merged over config/config.yaml by Snakemake):
 one synthetic benchmark, a short-answer set that pretrains a 1-layer tiny Qwen2.5-VL, difficulty and
 evaluation with few short samples. Used by the tests that run Snakemake for real on a fresh directory;
-``job_counts`` is their dry run."""
+``job_counts`` is their dry run.
+
+Every study writes under ``results/<study.name>/`` and ``logs/<study.name>/`` of the folder it runs in (README
+"Path schema"): ``study_files`` / ``study_logs`` name them, ``snakemake_cmd`` / ``run_study`` run a study in a
+folder, and ``forget_settings`` removes a study's settings record, the documented way to change a study in place
+(synergy/workflow/record.py; without it a run with other settings under the same name is refused)."""
 from __future__ import annotations
 
 import copy
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -50,3 +58,47 @@ def job_counts(workdir: Path, *args: str) -> dict[str, int]:
                           "rules", *args], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M) if k != "total"}
+
+
+def study_files(workdir: Path, name: str) -> Path:
+    """The folder of study ``name``'s results in ``workdir``: ``results/<name>``."""
+    return Path(workdir) / "results" / name
+
+
+def study_logs(workdir: Path, name: str) -> Path:
+    """The folder of study ``name``'s job logs in ``workdir``: ``logs/<name>``."""
+    return Path(workdir) / "logs" / name
+
+
+def forget_settings(workdir: Path, name: str) -> None:
+    """Remove study ``name``'s settings record (``results/<name>/study.yaml``) so that a run with changed settings
+    updates the study in place: Snakemake then re-runs only the jobs whose settings changed."""
+    (study_files(workdir, name) / "study.yaml").unlink(missing_ok=True)
+
+
+def write_config(workdir: Path, study: dict, filename: str | None = None) -> Path:
+    """Write a study config mapping (e.g. ``tiny_study(...)``) as YAML into ``workdir``; return its path."""
+    path = Path(workdir) / (filename or f"{study['study']['name']}.yaml")
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def snakemake_cmd(workdir: Path, *args: str, configs=(), base: bool = True) -> list[str]:
+    """The command that runs the repository's Snakefile in ``workdir``: ``args`` (targets, options) first, then
+    ``--configfile`` with config/config.yaml (``base``) and ``configs`` merged over it in order, as Snakemake does."""
+    files = [str(ROOT / "config/config.yaml")] if base else []
+    files += [str(c) for c in configs]
+    return [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args,
+            *(["--configfile", *files] if files else [])]
+
+
+def run_study(workdir: Path, *args: str, configs=(), cores: int = 2, timeout: int = 1800, check: bool = True,
+              base: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a study in ``workdir`` for real (``--cores``; ``args`` are targets and options); assert success when
+    ``check``. Jobs run single-threaded BLAS unless ``env`` says otherwise."""
+    out = subprocess.run(snakemake_cmd(workdir, "--cores", str(cores), *args, configs=configs, base=base),
+                         capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    if check:
+        assert out.returncode == 0, (out.stdout + out.stderr)[-6000:]
+    return out

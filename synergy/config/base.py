@@ -33,7 +33,9 @@ class _Section:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise ConfigError(f"unknown config key {where + '.' + unknown[0]!r} (known: {sorted(fields)})")
+            from synergy.config.overrides import suggest
+
+            raise ConfigError(f"unknown config key {where + '.' + unknown[0]!r}" + suggest(unknown[0], fields))
         hints = typing.get_type_hints(cls)
         kwargs = {}
         for name, value in data.items():

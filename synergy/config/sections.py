@@ -161,12 +161,17 @@ class VLLMConfig(_Section):
     limit_mm_per_prompt: int = 1         # images per prompt vLLM reserves memory for (MMMU has up to 7)
     rollout_gpu_memory_utilization: float = 0.3  # GRPO (grpo.rollout_backend: vllm): the colocated engine's share,
                                                  # next to the trainer on the same GPU (TRL's colocate default)
+    rollout_max_num_batched_tokens: int | None = 16384  # GRPO engine: tokens per vLLM step (bounds its activation
+                                                 # memory; must hold one prompt's image tokens); None: vLLM's default
 
     def __post_init__(self):
         for key in ("gpu_memory_utilization", "rollout_gpu_memory_utilization"):
             value = getattr(self, key)
             if not 0 < value <= 1:
                 raise ConfigError(f"config key 'vllm.{key}' must be in (0, 1], got {value}")
+        if self.rollout_max_num_batched_tokens is not None and self.rollout_max_num_batched_tokens < 1:
+            raise ConfigError(f"config key 'vllm.rollout_max_num_batched_tokens' must be >= 1 or null, "
+                              f"got {self.rollout_max_num_batched_tokens}")
         if self.tensor_parallel_size < 1 or self.limit_mm_per_prompt < 0:
             raise ConfigError("config keys 'vllm.tensor_parallel_size' >= 1 and 'vllm.limit_mm_per_prompt' >= 0 needed, "
                               f"got {self.tensor_parallel_size} and {self.limit_mm_per_prompt}")

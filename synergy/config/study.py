@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from synergy.config.training import (
     merge_arm_dicts,
     resolve_settings,
 )
+from synergy.config.overrides import coerce_to_schema
 from synergy.config.validation import ConfigError, _arm_errors, _schema_errors, _semantic_errors
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
@@ -101,6 +102,8 @@ def load_config(cfg: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -
         raise ConfigError(f"invalid study config: expected a mapping of sections, got {type(cfg).__name__} "
                           "(is the config file empty?)")
     schema = yaml.safe_load(Path(schema_path).read_text())
+    if isinstance(cfg, MutableMapping):
+        coerce_to_schema(cfg, schema)  # --config values arrive as strings (synergy/config/overrides.py)
     errors = _schema_errors(cfg, schema)
     if not errors:
         errors = _semantic_errors(cfg) + _arm_errors(cfg, schema)

@@ -36,8 +36,14 @@ class SFTSettings(_Section):
     save_every_steps: int = 50
     reasoning_instruction: bool = True  # append the reasoning instruction to training prompts
     deepspeed_stage: int | None = None  # ZeRO stage on GPUs (None: plain DDP / single process)
+    keep_epochs: tuple[int, ...] = ()  # epoch models kept in the output folder as epochs/epoch-<k> (init_epoch of
+                                       # another arm, e.g. two-stage from epoch 4)
 
     def __post_init__(self):
+        object.__setattr__(self, "keep_epochs", tuple(int(k) for k in self.keep_epochs))
+        bad = [k for k in self.keep_epochs if not 1 <= k <= self.epochs]
+        if bad:
+            raise ConfigError(f"sft keep_epochs {bad} are not epochs 1..{self.epochs}")
         if self.batch_size % self.micro_batch_size:
             raise ConfigError(f"sft batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}")
         if self.select not in ("best_val_loss", "last"):
@@ -82,6 +88,7 @@ class GRPOSettings(_Section):
     reasoning_instruction: bool = True  # "the same thinking template" (paper §2.2)
     save_every_steps: int = 10
     deepspeed_stage: int | None = None
+    gradient_checkpointing: bool = False  # recompute activations in backward (memory for time; same gradients)
     share_prompt: bool = True        # log-prob passes run each prompt once per group (grpo/shared.py; no effect on the math)
     rollout_backend: str = "hf"      # hf (transformers generate) or vllm (in-process vLLM refreshed each step; GPU only)
 
@@ -174,6 +181,8 @@ class ArmSpec(_Section):
     source: str | None = None           # mixing: the RL arm whose correct samples are mixed with the traces
     method: str | None = None           # merge (generated from `merging:`): linear | ties | slerp
     sft_ratio: float | None = None      # merge: weight of the SFT arm (0 = the RL arm, 1 = the SFT arm)
+    init_epoch: int | None = None       # start from this epoch of the init arm (an SFT arm's keep_epochs) instead of
+                                        # its chosen model (paper §3.1: two-stage from the epoch-4 checkpoint)
 
     @property
     def eval_reasoning(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from synergy.config.base import ConfigError
+from synergy.config.overrides import suggest
 from synergy.config.training import ARM_KINDS, DEFAULTS_SECTION, ArmSpec, arm_parents, merge_arm_dicts, resolve_settings
 
 
@@ -29,7 +30,8 @@ def _schema_errors(cfg: Mapping, schema: Mapping, prefix: tuple = ()) -> list[st
         if err.validator == "additionalProperties":
             known = set(err.schema.get("properties", {}))
             for extra in sorted(set(err.instance) - known):
-                messages.append(f"unknown config key {(where + '.' if where else '') + extra!r}")
+                messages.append(f"unknown config key {(where + '.' if where else '') + extra!r}"
+                                + suggest(extra, known))
         elif err.validator == "required":
             name = err.message.split("'")[1]
             messages.append(f"missing required config key {(where + '.' if where else '') + name!r}")
@@ -134,6 +136,8 @@ def _arm_errors(cfg: Mapping, schema: Mapping | None = None) -> list[str]:
         except (ConfigError, TypeError) as exc:
             errors.append(f"config key 'arms[{i}]' ({a['name']}): {exc}")
             continue
+        if a.get("init_epoch") is not None:
+            errors += _init_epoch_errors(cfg, user_arms, i, a)
         ts = train_sets.get(a.get("train_set"), {})
         needs_traces = a["kind"] == "mixing" or getattr(settings, "hybrid", "none") != "none"
         if needs_traces and ts.get("style") == "none":
@@ -168,3 +172,21 @@ def _arm_errors(cfg: Mapping, schema: Mapping | None = None) -> list[str]:
         if missing:
             errors.append(f"config key 'tables[{i}]' ({table['name']}): arms {missing} are not declared in 'arms'")
     return errors
+
+
+def _init_epoch_errors(cfg, user_arms, i: int, a) -> list[str]:
+    """An arm with ``init_epoch: k`` starts from epoch k of an SFT / mixing arm that keeps it (``keep_epochs``)."""
+    parent = next((p for p in user_arms if p["name"] == a.get("init", "base")), None)
+    where = f"config key 'arms[{i}].init_epoch'"
+    if parent is None or parent["kind"] not in ("sft", "mixing"):
+        return [f"{where}: arm {a['name']!r} starts from an epoch of {a.get('init', 'base')!r}, which is not an SFT "
+                "or mixing arm (only those save per-epoch models)"]
+    try:
+        keep = resolve_settings(cfg, ArmSpec.from_dict(parent, "init arm"), ARM_KINDS[parent["kind"]]).keep_epochs
+    except (ConfigError, TypeError):
+        return []  # the parent's own errors are reported for it
+    if a["init_epoch"] not in keep:
+        return [f"{where}: arm {a['name']!r} starts from epoch {a['init_epoch']} of {parent['name']!r}, which keeps "
+                f"only epochs {list(keep)}: add it to that arm's settings.keep_epochs"]
+    return []
+

@@ -27,7 +27,6 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 
 import pyarrow as pa
-from PIL import Image
 
 from synergy.rows import ANSWER_TYPES, OPTION_LETTERS, DataError, decode_images
 from synergy.rows import where as _where

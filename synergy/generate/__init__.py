@@ -34,7 +34,7 @@ def _load_hf(model_dir, *, vllm=None, max_pixels=None):
 
     from synergy.models import load_model
 
-    return load_model(model_dir, device="cuda" if torch.cuda.is_available() else "cpu")
+    return load_model(model_dir, device="cuda" if torch.cuda.is_available() else "cpu", max_pixels=max_pixels)
 
 
 def _load_vllm(model_dir, *, vllm=None, max_pixels=None):

@@ -131,22 +131,38 @@ def candidates(scores: torch.Tensor, temperature: float, top_k: int, top_p: floa
     return filter_logits(scores, temperature, top_k, top_p).softmax(-1), None
 
 
+def _all_done(mine: bool, synced: bool, device) -> bool:
+    """Whether this process's rows (and, when ``synced``, every process's rows) have all stopped."""
+    if not synced:
+        return mine
+    import torch.distributed as dist
+
+    flag = torch.tensor([1 if mine else 0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 @torch.no_grad()
 def decode(model, *, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
            eos_token_id, pad_token_id: int, num_return_sequences: int = 1, do_sample: bool = True,
            temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, min_new_tokens: int | None = None,
            suppress_tokens=None, repetition_penalty: float = 1.0, return_dict_in_generate: bool = False,
-           compact_fraction: float = 0.25, **model_inputs) -> torch.Tensor:
+           compact_fraction: float = 0.25, synced_gpus: bool = False, **model_inputs) -> torch.Tensor:
     """Sample like ``model.generate(...)`` and return the same tensor: ``[B * k, prompt + new]``.
 
     Row ``s`` holds prompt ``s // k``'s ids, then its sample's tokens up to and including the stop
     token, then ``pad_token_id``. Sampling draws from the global torch RNG (the caller seeds it).
+    ``synced_gpus`` (transformers' flag, for ZeRO-3: every forward is a collective that gathers the
+    layers' weights): every process keeps running forwards until all processes' rows have stopped,
+    so all of them make the same number of forward calls; the extra steps write only padding.
     """
     gen_kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                       eos_token_id=eos_token_id, pad_token_id=pad_token_id, num_return_sequences=num_return_sequences,
                       do_sample=do_sample, min_new_tokens=min_new_tokens, suppress_tokens=suppress_tokens,
                       repetition_penalty=repetition_penalty, return_dict_in_generate=return_dict_in_generate,
                       **model_inputs)
+    if synced_gpus:
+        gen_kwargs["synced_gpus"] = True
     if do_sample:
         gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
     if not supports_fast_decode(model) or repetition_penalty != 1.0 or return_dict_in_generate:
@@ -199,10 +215,10 @@ def decode(model, *, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_
         new[rows, t] = token
         done = done | torch.isin(token, eos)
         steps = t + 1
-        if bool(done.all()) or t + 1 == max_new_tokens:
+        if _all_done(bool(done.all()), synced_gpus, device) or t + 1 == max_new_tokens:
             break
         n_done = int(done.sum())
-        if n_done and n_done >= compact_fraction * done.numel():
+        if n_done and n_done < done.numel() and n_done >= compact_fraction * done.numel():
             keep = (~done).nonzero().squeeze(1)
             for layer in cache.layers:
                 layer.select_rows(keep)

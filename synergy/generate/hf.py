@@ -145,12 +145,15 @@ def generate(
     progress: Callable[[int, int], None] | None = None,
     *,
     suppress_tokens: Sequence[int] = (),
+    synced_gpus: bool = False,
 ) -> list[list[Completion]]:
     """Sample ``cfg.n`` completions for every prompt; ``out[i][j]`` is sample j of prompts[i].
 
     ``progress(done, total)`` is called after each generate call with the number of prompts whose
     samples are all done. ``suppress_tokens`` are never sampled (added to the model's own
     ``generation_config.suppress_tokens``; GRPO suppresses the vision placeholders).
+    ``synced_gpus`` (GRPO under ZeRO-3 with several processes): every process runs forwards until all
+    have finished (``decode``); the callers must give every process the same number of prompts.
     """
     prompts = list(prompts)
     if not prompts:
@@ -197,6 +200,7 @@ def generate(
                 eos_token_id=eos_ids,
                 pad_token_id=pad_id,
                 return_dict_in_generate=False,
+                synced_gpus=synced_gpus,
             )
         dt = time.perf_counter() - t0
         gen = out[:, prompt_len:].cpu()

@@ -22,7 +22,7 @@ How a request is built (``build_requests``):
   {"max_pixels": ...}``: vLLM also sizes its memory profile with it (docs/ecosystem.md §9: without a
   cap it profiles the processor's worst case).
 
-Sampling parameters (``sampling_params_kwargs``): ``top_k`` 0 (off) becomes vLLM's -1;
+Sampling parameters (``sampling_params_kwargs``): ``top_k`` 0 (off) is passed as 0, vLLM 0.33's own "off";
 ``repetition_penalty`` is 1 and every sampling value is explicit, so a checkpoint's
 ``generation_config.json`` sampling defaults are ignored as in the hf backend; the stop tokens are
 the checkpoint's ``generation_config.json`` ``eos_token_id`` (Qwen2.5-VL: ``<|im_end|>`` and
@@ -48,14 +48,16 @@ vllm``): one in-process ``LLM`` per training process, colocated with the trainer
 (``distributed_executor_backend="external_launcher"``, ``gpu_memory_utilization=
 vllm.rollout_gpu_memory_utilization``, seed ``process_index // tensor_parallel_size``: TRL's
 colocate recipe, docs/ecosystem.md §3). After every optimiser step the trainer's parameters are
-pushed into it: ``LLM.collective_rpc(fn, args=...)`` runs ``fn(worker, ...)`` on the engine's
-worker(s), which call the vLLM model's own ``load_weights([(name, tensor), ...])`` (it maps the
-transformers names ``model.language_model.*`` / ``model.visual.*`` / ``lm_head.*`` onto vLLM's
-layout and shards for tensor parallelism), then ``LLM.reset_prefix_cache()`` drops KV blocks
-computed with the old weights. ``collective_rpc`` is the public form of TRL's
-``llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights`` (the same call,
-reached through private attributes); with ``external_launcher`` the worker lives in this
-process, so the tensors are handed over by reference, never serialised. Parameters are pushed one
+pushed into it: the engine is built with ``worker_extension_cls`` =
+``synergy.generate.vllm_worker.WeightSync``, and ``LLM.collective_rpc("synergy_load_weights",
+args=(weights,))`` calls that named method on the engine's worker(s); it loads through the
+worker's ``get_model().load_weights([(name, tensor), ...])`` (the model maps the transformers
+names ``model.language_model.*`` / ``model.visual.*`` / ``lm_head.*`` onto vLLM's layout and
+shards for tensor parallelism), then ``LLM.reset_prefix_cache()`` drops KV blocks computed with
+the old weights. No private attribute path is used (TRL reaches
+``llm.llm_engine.model_executor.driver_worker.model_runner.model``); with ``external_launcher``
+the worker lives in this process, so the tensors are handed over by reference, never
+serialised. ``vllm.rollout_max_num_batched_tokens`` bounds the tokens of one engine step. Parameters are pushed one
 at a time (under DeepSpeed ZeRO-3 each is gathered for the call, as TRL does), only those that
 train (a frozen ViT is never pushed). The rollouts' prompt ids as vLLM saw them are checked
 against the trainer processor's encoding of the same prompt (same image-token count, same
@@ -68,13 +70,16 @@ vLLM API relied on (vLLM 0.33; docs.vllm.ai "Offline Inference", "Sampling Param
 "Multimodal Inputs", "Reproducibility", "Sleep Mode"; ``vllm/entrypoints/llm.py`` ``LLM``
 docstring; ``examples/offline_inference/vision_language.py`` ``run_qwen2_5_vl``): ``LLM(model,
 tensor_parallel_size, gpu_memory_utilization, max_model_len, seed, dtype, limit_mm_per_prompt,
-mm_processor_kwargs, trust_remote_code, distributed_executor_backend)``; ``LLM.generate(list of
+mm_processor_kwargs, trust_remote_code, distributed_executor_backend, worker_extension_cls,
+max_num_batched_tokens)``; ``LLM.generate(list of
 {"prompt", "multi_modal_data"}, SamplingParams, use_tqdm=False)`` returning ``RequestOutput``s in
 input order with ``prompt_token_ids`` and ``outputs`` (``CompletionOutput.index``, ``token_ids``
 incl. the stop token, ``finish_reason`` ``"stop"`` / ``"length"``); ``SamplingParams(n,
 temperature, top_p, top_k, max_tokens, min_tokens, seed, repetition_penalty, stop_token_ids,
-logit_bias)``; ``LLM.collective_rpc``; ``LLM.reset_prefix_cache``. Nothing here has run against a
-real vLLM yet (docs/gpu.md says what was and was not run).
+logit_bias)``; ``LLM.collective_rpc`` with a method name; the worker's ``get_model``;
+``LLM.reset_prefix_cache``. tests/test_vllm_contract.py checks every one of these names against the
+pinned wheel's source. Nothing here has run against a real vLLM yet (docs/gpu.md says what was and
+was not run).
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ from pathlib import Path
 from typing import Any
 
 from synergy.generate.hf import Completion, SamplingConfig, batch_seed, prompt_texts
+from synergy.generate.vllm_worker import LOAD_METHOD
 from synergy.prompts import Prompt
 
 log = logging.getLogger("synergy.generate")
@@ -102,7 +108,7 @@ SUPPRESS_BIAS = -1.0e9  # logit bias that removes a token (vision placeholders i
 
 __all__ = ["INSTALL_HINT", "RolloutEngine", "VLLMModel", "VLLMUnavailable", "as_vllm_config", "build_requests",
            "completions_from_outputs", "engine_kwargs", "generate", "import_vllm", "load", "pixel_bounds",
-           "request_seed", "rollout_batch", "sampling_params_kwargs", "stop_token_ids", "trainable_weights"]
+           "request_seed", "rollout_batch", "rollout_engine_kwargs", "sampling_params_kwargs", "stop_token_ids", "trainable_weights"]
 
 
 class VLLMUnavailable(ImportError):
@@ -136,7 +142,7 @@ def sampling_params_kwargs(cfg: SamplingConfig, stop_ids: Sequence[int], *, seed
                            suppress_ids: Sequence[int] = ()) -> dict:
     """Keyword arguments of ``vllm.SamplingParams`` for ``cfg`` (one request).
 
-    ``top_k`` 0 (off) -> -1; greedy (``temperature == 0``) -> ``n=1`` (the caller repeats it);
+    ``top_k`` 0 means off, as in vLLM 0.33 (its default; -1 is deprecated); greedy (``temperature == 0``) -> ``n=1`` (the caller repeats it);
     ``suppress_ids`` get a ``SUPPRESS_BIAS`` logit bias (never sampled).
     """
     greedy = cfg.temperature == 0
@@ -144,7 +150,7 @@ def sampling_params_kwargs(cfg: SamplingConfig, stop_ids: Sequence[int], *, seed
         "n": 1 if greedy else cfg.n,
         "temperature": 0.0 if greedy else float(cfg.temperature),
         "top_p": 1.0 if greedy else float(cfg.top_p),
-        "top_k": -1 if greedy or cfg.top_k == 0 else int(cfg.top_k),
+        "top_k": 0 if greedy else int(cfg.top_k),  # 0 = off (vLLM 0.33's default; -1 is deprecated)
         "max_tokens": int(cfg.max_new_tokens),
         "min_tokens": int(cfg.min_new_tokens),
         "repetition_penalty": 1.0,
@@ -349,13 +355,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _load_weights_on_worker(worker, weights) -> int:
-    """Runs on a vLLM worker (``LLM.collective_rpc``): load ``[(name, tensor)]`` into its model."""
-    model = worker.model_runner.model
-    loaded = model.load_weights(weights=weights)
-    return len(loaded) if loaded is not None else len(weights)
-
-
 def trainable_weights(model) -> Iterable[tuple[str, Any]]:
     """``(name, full tensor)`` of every parameter that trains; ZeRO-3 shards are gathered one at a time.
 
@@ -372,6 +371,27 @@ def trainable_weights(model) -> Iterable[tuple[str, Any]]:
                 yield name, p.data
         else:
             yield name, p.data
+
+
+def rollout_engine_kwargs(model_dir, vcfg, processor, *, process_index: int = 0, trust_remote_code: bool = False) -> dict:
+    """Keyword arguments of the colocated GRPO rollout engine's ``vllm.LLM`` (TRL's colocate recipe).
+
+    The trainer processor's pixel bounds, ``rollout_gpu_memory_utilization`` of the GPU, the
+    ``external_launcher`` executor, seed ``process_index // tensor_parallel_size``, the
+    ``WeightSync`` worker extension (weight updates by name through ``collective_rpc``) and
+    ``rollout_max_num_batched_tokens`` (vLLM's per-step token budget: it bounds the activation
+    memory of a step next to the trainer's states; it must hold one prompt's image tokens).
+    """
+    from synergy.generate.vllm_worker import WORKER_EXTENSION
+
+    lo, hi = pixel_bounds(processor)
+    extra: dict[str, Any] = {"gpu_memory_utilization": float(vcfg.rollout_gpu_memory_utilization),
+                             "distributed_executor_backend": "external_launcher",
+                             "worker_extension_cls": WORKER_EXTENSION}
+    if vcfg.rollout_max_num_batched_tokens is not None:
+        extra["max_num_batched_tokens"] = int(vcfg.rollout_max_num_batched_tokens)
+    return engine_kwargs(model_dir, vcfg, max_pixels=hi, min_pixels=lo, seed=process_index // int(vcfg.tensor_parallel_size),
+                         trust_remote_code=trust_remote_code, **extra)
 
 
 class RolloutEngine:
@@ -401,11 +421,8 @@ class RolloutEngine:
             if num_processes > 1:
                 raise RuntimeError("MASTER_PORT is not set in a multi-process run (accelerate sets it)")
             os.environ["MASTER_PORT"] = str(_free_port())
-        lo, hi = pixel_bounds(processor)
         trust = trust_remote_code_default() if trust_remote_code is None else trust_remote_code
-        kwargs = engine_kwargs(model_dir, vcfg, max_pixels=hi, min_pixels=lo, seed=process_index // tp,
-                               trust_remote_code=trust, gpu_memory_utilization=float(vcfg.rollout_gpu_memory_utilization),
-                               distributed_executor_backend="external_launcher")
+        kwargs = rollout_engine_kwargs(model_dir, vcfg, processor, process_index=process_index, trust_remote_code=trust)
         log.info("GRPO rollouts on an in-process vLLM %s engine: %s", getattr(vllm, "__version__", "?"),
                  {k: v for k, v in kwargs.items() if k != "model"})
         self.llm = vllm.LLM(**kwargs)
@@ -439,7 +456,7 @@ class RolloutEngine:
         n = 0
         with torch.no_grad():
             for name, tensor in trainable_weights(model):
-                self.llm.collective_rpc(_load_weights_on_worker, args=([(name, tensor)],))
+                self.llm.collective_rpc(LOAD_METHOD, args=([(name, tensor)],))
                 n += 1
         self.llm.reset_prefix_cache()
         self.pushes += 1

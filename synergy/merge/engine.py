@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from synergy.io import share_tree
 from synergy.merge.methods import (
     MergeSettings,
     _Stats,
@@ -323,6 +324,7 @@ def merge_models(rl_dir: str | Path, sft_dir: str | Path, out_dir: str | Path, s
         "largest_tensor_bytes": largest, "threads": threads, "backend": "native", "seconds": round(time.monotonic() - t0, 3),
     }
     (tmp / "merge_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    share_tree(tmp)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)

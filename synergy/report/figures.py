@@ -354,7 +354,7 @@ def _bar_handle(arm: str):
 def merging(grid: pd.DataFrame | None, path: str | Path | None = None, *, benches: Sequence[str] | None = None,
             caption: str = "", note: str = "") -> Figure:
     """Fig. 14: gain over the base model (points) against the SFT model's weight, one line per merge method,
-    a panel per benchmark and the average. ``grid`` is results/tables/merge_grid.csv (None: no merging)."""
+    a panel per benchmark and the average. ``grid`` is results/<study>/tables/merge_grid.csv (None: no merging)."""
     if grid is None or not len(grid):
         fig, axes, _ = _panels(1, size=(6.0, 3.5))
         _empty(axes[0], "no merge grid in this study")

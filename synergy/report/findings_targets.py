@@ -46,9 +46,9 @@ def entropy_arms(study: StudyConfig) -> list[str]:
 
 def findings_inputs(study: StudyConfig) -> dict[str, list[str] | str]:
     arms = list(dict.fromkeys([*findings_roles(study).values(), *(a for _, a in merge_sweep(study))]))
-    return {"evals": [EVAL_PATH.format(arm=a, bench=b) for a in arms for b in study.bench_names],
-            "levels": LEVELS_PATH,
-            "logs": [TRAIN_LOG.format(arm=a) for a in entropy_arms(study)]}
+    return {"evals": [EVAL_PATH.format(study=study.name, arm=a, bench=b) for a in arms for b in study.bench_names],
+            "levels": LEVELS_PATH.format(study=study.name),
+            "logs": [TRAIN_LOG.format(study=study.name, arm=a) for a in entropy_arms(study)]}
 
 
 def findings_params(study: StudyConfig) -> dict:

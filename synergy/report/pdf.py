@@ -1,4 +1,4 @@
-"""results/figures/all.pdf: the whole study in one PDF, tables and figures in the paper's order.
+"""results/<study>/figures/all.pdf: the whole study in one PDF, tables and figures in the paper's order.
 
 A title page (study, base model, benchmarks, arms, the config's hash, the date, the code version from
 ``git describe --always --dirty``, and the contents with page numbers), then every table of the study

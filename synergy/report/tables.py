@@ -1,4 +1,4 @@
-"""Write a table as CSV and as a Markdown file next to it (``results/tables/{table}.csv`` + ``.md``)."""
+"""Write a table as CSV and as a Markdown file next to it (``results/<study>/tables/{table}.csv`` + ``.md``)."""
 
 from __future__ import annotations
 

@@ -166,27 +166,27 @@ def word_benches(study: StudyConfig) -> tuple[list[str], str]:
 
 def gain_inputs(study: StudyConfig) -> list[str]:
     arms = list(dict.fromkeys(a for pair in gain_pairs(study) for a in pair))
-    return [EVAL_PATH.format(arm=a, bench=b) for a in arms for b in study.bench_names]
+    return [EVAL_PATH.format(study=study.name, arm=a, bench=b) for a in arms for b in study.bench_names]
 
 
 def word_inputs(study: StudyConfig) -> list[str]:
     benches, _ = word_benches(study)
-    return [EVAL_PATH.format(arm=a, bench=b) for a in word_arms(study) for b in benches]
+    return [EVAL_PATH.format(study=study.name, arm=a, bench=b) for a in word_arms(study) for b in benches]
 
 
 def figure_inputs(study: StudyConfig, figure: str) -> dict[str, Any]:
     """Named input files of one figure (rule make_figure): tables, or the GRPO arms' training logs."""
     kind = FIGURES[figure].kind
     if kind in ("level_gain", "easy_gap"):
-        return {"gains": table_csv(GAIN_TABLE)}
+        return {"gains": table_csv(GAIN_TABLE, study.name)}
     if kind in ("length", "accuracy_length"):
-        return {"levels": table_csv("level_accuracy")}
+        return {"levels": table_csv("level_accuracy", study.name)}
     if kind == "dynamics":
-        return {"logs": [TRAIN_LOG.format(arm=a) for a in present_arms(study, figure)]}
+        return {"logs": [TRAIN_LOG.format(study=study.name, arm=a) for a in present_arms(study, figure)]}
     if kind == "words":
-        return {"words": table_csv(WORDS_TABLE)}
+        return {"words": table_csv(WORDS_TABLE, study.name)}
     if kind == "merging":
-        return {"grid": table_csv("merge_grid")} if "merge_grid" in table_names(study) else {}
+        return {"grid": table_csv("merge_grid", study.name)} if "merge_grid" in table_names(study) else {}
     raise KeyError(f"figure {figure!r} has an unknown kind {kind!r}")
 
 
@@ -227,10 +227,10 @@ def report_items(study: StudyConfig) -> list[dict]:
             items.append({"type": "figure", "name": name, "spec": figure_spec(study, name),
                           "inputs": figure_inputs(study, name)})
         elif name in tables:
-            items.append({"type": "table", "name": name, "csv": table_csv(name), "md": table_md(name)})
+            items.append({"type": "table", "name": name, "csv": table_csv(name, study.name), "md": table_md(name, study.name)})
     placed = {i["name"] for i in items}
     tail = [n for n in tables if n not in placed]
-    items += [{"type": "table", "name": n, "csv": table_csv(n), "md": table_md(n)} for n in tail]
+    items += [{"type": "table", "name": n, "csv": table_csv(n, study.name), "md": table_md(n, study.name)} for n in tail]
     return items
 
 
@@ -241,7 +241,7 @@ def report_inputs(study: StudyConfig) -> list[str]:
         if item["type"] == "table":
             paths += [item["csv"], item["md"]]
         else:
-            paths.append(FIGURE_PATH.format(figure=item["name"]))
+            paths.append(FIGURE_PATH.format(study=study.name, figure=item["name"]))
             for v in item["inputs"].values():
                 paths += v if isinstance(v, list) else [v]
     return list(dict.fromkeys(paths))

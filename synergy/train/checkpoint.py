@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from synergy.io import disk_full_guard, folder_bytes
+from synergy.io import disk_full_guard, folder_bytes, share_tree
 
 log = logging.getLogger("synergy.train")
 
@@ -141,6 +141,7 @@ class Checkpointer:
                 (tmp / STATE_FILE).write_text(json.dumps(payload, default=_json_default))
                 write_checksums(tmp)
         if self.accelerator.is_main_process:
+            share_tree(tmp)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             for old in self._states()[: -self.keep_last]:

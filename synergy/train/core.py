@@ -13,7 +13,7 @@ nothing algorithm-specific:
 3. resume: a rerun of a killed rule restores the newest undamaged state (checked against its
    checksums) whose fingerprint (a hash of the run's resolved settings) matches, and starts over
    otherwise (stale states are never mixed in);
-4. the per-step metrics table (``results/train_logs/{arm}.parquet``), kept inside the state so a
+4. the per-step metrics table (``results/<study>/train_logs/{arm}.parquet``), kept inside the state so a
    resumed run continues the same table;
 5. a divergence guard: a NaN or infinite loss stops the run with a clear error, and the last good
    state stays on disk;
@@ -68,7 +68,7 @@ class GradingStorm(RuntimeError):
     """Too many of a step's rollouts could not be graded (timeouts or errors); training stopped."""
 
 
-MEMORY_ONLY_KEYS = ("micro_batch_size",)
+MEMORY_ONLY_KEYS = ("micro_batch_size", "gradient_checkpointing")
 """Settings that change memory use but not the result: left out of the resume fingerprint."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from synergy.io import share_tree
 from synergy.models import save_model
 from synergy.train.core import Checkpointer, TrainingDiverged
 
@@ -59,15 +60,32 @@ def save_epoch_model(accelerator, model, processor, path: Path) -> None:
     accelerator.wait_for_everyone()
 
 
-def publish(epoch_dir: Path, out_dir: Path, summary: Mapping[str, Any]) -> None:
-    """Copy ``epoch_dir`` plus the summary to ``out_dir`` atomically (sibling temp folder, rename)."""
+KEPT_EPOCHS = "epochs"
+"""Sub-folder of an SFT model folder holding the kept epoch models (``keep_epochs``): ``epochs/epoch-<k>``."""
+
+
+def kept_epoch_dir(model_dir: str | Path, epoch: int) -> Path:
+    """Where an SFT arm's kept epoch ``epoch`` lives inside its model folder (an arm's ``init_epoch``)."""
+    path = Path(model_dir) / KEPT_EPOCHS / f"epoch-{int(epoch)}"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} keeps no epoch-{epoch} model ({path} is missing): list the epoch in "
+                                "the SFT arm's settings.keep_epochs and retrain it")
+    return path
+
+
+def publish(epoch_dir: Path, out_dir: Path, summary: Mapping[str, Any], keep: Mapping[int, Path] | None = None) -> None:
+    """Copy ``epoch_dir`` plus the summary (and the ``keep`` epoch folders under ``epochs/``) to ``out_dir``
+    atomically (sibling temp folder, rename)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:8]
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{token}"
     old = out_dir.parent / f".{out_dir.name}.old-{token}"
     try:
         shutil.copytree(epoch_dir, tmp)
+        for k, path in sorted((keep or {}).items()):
+            shutil.copytree(path, tmp / KEPT_EPOCHS / f"epoch-{k}")
         (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        share_tree(tmp)
         if out_dir.exists():
             os.replace(out_dir, old)
         os.replace(tmp, out_dir)

@@ -48,12 +48,14 @@ Deviations and choices (the paper and LLaMA-Factory are silent or differ):
 7. **Checkpoints**: the step states (weights, optimiser, scheduler, RNG, the trainer's counters and
    metrics rows and per-epoch validation losses) rotate under ``state_dir/step-*``; each epoch's
    model is an HF folder ``state_dir/epoch-{k}`` (1-based). Only the chosen epoch survives (copied
-   to ``out_dir`` through a sibling temporary folder and a rename); then ``state_dir`` is deleted,
+   to ``out_dir`` through a sibling temporary folder and a rename), with the epochs listed in
+   ``keep_epochs`` under ``out_dir/epochs/epoch-{k}`` (another arm's ``init_epoch``, e.g. two-stage
+   from epoch 4, paper §3.1); then ``state_dir`` is deleted,
    so nothing big stays behind. The per-epoch validation losses stay in the summary and the log.
 8. **Stale states**: a start that finds no state with this run's fingerprint (settings, resolved
    ``init_dir``, the rows' count and ids, seed, image position) deletes whatever ``state_dir``
    holds, so states of other settings are never resumed or mixed in.
-9. **Several processes** (untested here, no GPU): rank r takes rows ``r::N`` of each batch; every
+9. **Several processes** (tests/test_distributed.py: 2 processes, ZeRO-3 over gloo): rank r takes rows ``r::N`` of each batch; every
    rank runs the same number of micro-batches (a rank short of rows runs a zero-weight repeat) so
    DDP / ZeRO collectives match. Under DeepSpeed the optimiser step and gradient clipping happen
    inside the engine (clipping must be set in its config) and the pre-step gradient-norm guard
@@ -144,8 +146,10 @@ def _validation_loss(model, processor, val_rows: Sequence[Mapping], cfg: SFTSett
 
 def train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Path, *, log_path: str | Path,
               state_dir: str | Path, cfg: SFTSettings, image_position: str = "after_text", seed: int = 0,
-              stop_after_steps: int | None = None) -> dict:
+              stop_after_steps: int | None = None, max_pixels: int | None = None) -> dict:
     """Fine-tune the model in ``init_dir`` on the SFT ``rows`` (see ``_train_sft``).
+
+    ``max_pixels`` (study config ``prompt.max_pixels``) caps every training image as evaluation does.
 
     Out of memory anywhere in the run raises ``TrainingOutOfMemory`` naming the arm (the name of
     ``out_dir``), the batch sizes and the saved state a rerun resumes from.
@@ -153,12 +157,13 @@ def train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Path
     sizes = {"batch_size": cfg.batch_size, "micro_batch_size": cfg.micro_batch_size, "max_length": cfg.max_length}
     with explain_oom(Path(out_dir).name, sizes, state_dir):
         return _train_sft(init_dir, rows, out_dir, log_path=log_path, state_dir=state_dir, cfg=cfg,
-                          image_position=image_position, seed=seed, stop_after_steps=stop_after_steps)
+                          image_position=image_position, seed=seed, stop_after_steps=stop_after_steps,
+                          max_pixels=max_pixels)
 
 
 def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Path, *, log_path: str | Path,
                state_dir: str | Path, cfg: SFTSettings, image_position: str = "after_text", seed: int = 0,
-               stop_after_steps: int | None = None) -> dict:
+               stop_after_steps: int | None = None, max_pixels: int | None = None) -> dict:
     """Fine-tune the model in ``init_dir`` on the SFT ``rows``; write the chosen epoch to ``out_dir``.
 
     Returns the summary also written to ``out_dir/training_summary.json``: ``chosen_epoch``,
@@ -186,7 +191,8 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
     grad_accum = math.ceil(math.ceil(cfg.batch_size / world) / cfg.micro_batch_size)
     accelerator = build_accelerator(grad_accum=grad_accum, deepspeed_stage=cfg.deepspeed_stage, seed=seed,
                                     max_grad_norm=cfg.max_grad_norm)
-    model, processor = load_model(init_dir, device="cpu", dtype=torch.float32)  # prepare() moves it
+    model, processor = load_model(init_dir, device="cpu", dtype=torch.float32,  # prepare() moves it
+                                  max_pixels=max_pixels)
     frozen = freeze_vision(model) if cfg.freeze_vision else 0
     counts = count_parameters(model)
     log.info("parameters: %d total, %d trainable, %d frozen vision (freeze_vision=%s)", counts["total"],
@@ -211,7 +217,8 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
 
     ids_hash = hashlib.sha256("\n".join(str(r["id"]) for r in rows).encode()).hexdigest()[:16]
     run_fp = fingerprint({"sft": resume_settings(cfg.to_dict()), "init_dir": str(init_dir.resolve()), "num_rows": len(rows),
-                          "row_ids": ids_hash, "seed": seed, "image_position": image_position})
+                          "row_ids": ids_hash, "seed": seed, "image_position": image_position,
+                          **({"max_pixels": max_pixels} if max_pixels is not None else {})})
     checkpointer = Checkpointer(accelerator, state_dir, run_fp, scheduler=sched)
     state = checkpointer.restore()
     if state is None:
@@ -322,7 +329,8 @@ def _train_sft(init_dir: str | Path, rows: Sequence[Mapping], out_dir: str | Pat
         "settings": cfg.to_dict(),
     }
     if accelerator.is_main_process:
-        publish(state_dir / f"epoch-{chosen}", out_dir, summary)
+        publish(state_dir / f"epoch-{chosen}", out_dir, summary,
+                keep={k: state_dir / f"epoch-{k}" for k in cfg.keep_epochs})
         metrics.write()
     accelerator.wait_for_everyone()
     checkpointer.clear()

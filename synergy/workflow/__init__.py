@@ -4,7 +4,7 @@ Rules stay declarative; everything longer than a line lives here and is unit-tes
 (tests/test_workflow.py). Modules: ``paths`` (the path schema), ``inputs`` (what the data, training
 and merge rules read, their seeds and settings), ``generation`` (the jobs of the sampling and
 evaluation stages: sharding, per-arm evaluation), ``targets`` (the tables and figures a study
-builds, the default target) and ``jobs`` (conda env, vLLM settings, job environment). This package
+builds, the default target), ``record`` (one name, one set of settings: the study record) and ``jobs`` (conda env, vLLM settings, job environment). This package
 never imports snakemake or torch, and nothing in it imports ``synergy.report`` (the report's own
 helpers, synergy/report/targets.py, build on it).
 """
@@ -48,6 +48,9 @@ from synergy.workflow.inputs import (
 )
 from synergy.workflow.jobs import conda_env, export_job_environment, job_environment, vllm_params
 from synergy.workflow.paths import (
+    LOGS_DIR,
+    RESULTS_DIR,
+    study_dir,
     BASE_MODEL_DIR,
     BENCH_PATH,
     EVAL_PATH,
@@ -69,6 +72,7 @@ from synergy.workflow.paths import (
     table_csv,
     table_md,
 )
+from synergy.workflow.record import StudyConflict, check_record, record_path, recorded_settings, write_record
 from synergy.workflow.targets import (
     ARM_TABLES,
     FIGURES,
@@ -100,5 +104,6 @@ __all__ = [
     "rollout_key", "rollout_settings", "sft_data_path", "shard_count", "shard_of", "shard_paths",
     "synthetic_bench_paths", "table_arm_specs", "table_arms", "table_csv", "table_md", "table_names",
     "table_train_sets", "tokenizer_corpus_paths", "train_samples_path", "train_spec", "train_templates",
-    "vllm_params",
+    "vllm_params", "LOGS_DIR", "RESULTS_DIR", "StudyConflict", "check_record", "record_path", "recorded_settings",
+    "study_dir", "write_record",
 ]

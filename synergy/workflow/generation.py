@@ -20,7 +20,7 @@ def eval_per_arm(study: StudyConfig) -> bool:
 def eval_job_outputs(study: StudyConfig) -> list[str]:
     """Output patterns of one evaluate job: every benchmark of ``{arm}`` (per arm), or one file (``{bench}``, ``{shard}``)."""
     if eval_per_arm(study):
-        return [EVAL_PATH.replace("{bench}", b) for b in study.bench_names]
+        return [EVAL_PATH.replace("{bench}", b) for b in study.bench_names]  # patterns: {study}, {arm} stay wildcards
     return [generation_path(study, "evaluation", "output")]
 
 
@@ -35,7 +35,7 @@ def _eval_job_benches(study: StudyConfig, wildcards) -> list[str]:
 
 def eval_bench_inputs(study: StudyConfig, wildcards) -> list[str]:
     """The benchmark files one evaluate job reads, in the order of its outputs."""
-    return [BENCH_PATH.format(bench=b) for b in _eval_job_benches(study, wildcards)]
+    return [BENCH_PATH.format(study=study.name, bench=b) for b in _eval_job_benches(study, wildcards)]
 
 
 def eval_seeds(study: StudyConfig, wildcards) -> list[int]:
@@ -57,7 +57,7 @@ def generation_path(study: StudyConfig, stage: str, kind: str) -> str:
 def shard_paths(study: StudyConfig, stage: str, **wildcards: str) -> list[str]:
     """Every shard's output of one benchmark (and arm), in shard order, for the gather rule."""
     pattern = SHARD_PATTERNS[stage]["output"]
-    return [pattern.format(shard=i, **wildcards) for i in range(shard_count(study, stage))]
+    return [pattern.format(shard=i, **{"study": study.name, **wildcards}) for i in range(shard_count(study, stage))]
 
 
 def shard_of(study: StudyConfig, stage: str, wildcards) -> list[int]:

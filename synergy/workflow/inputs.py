@@ -34,7 +34,7 @@ def train_spec(study: StudyConfig, name: str) -> SetSpec:
 
 def synthetic_bench_paths(study: StudyConfig) -> list[str]:
     """Benchmarks every synthetic training set must be disjoint from."""
-    return [BENCH_PATH.format(bench=b.name) for b in study.benchmarks if b.loader == "synthetic"]
+    return [BENCH_PATH.format(study=study.name, bench=b.name) for b in study.benchmarks if b.loader == "synthetic"]
 
 
 def train_templates(study: StudyConfig, spec: SetSpec) -> dict[str, float]:
@@ -52,12 +52,14 @@ def derived_seed(seed: int, *names: str) -> int:
 
 def tokenizer_corpus_paths(study: StudyConfig) -> list[str]:
     """Training sets whose text the tiny tokenizer is trained on (never the benchmarks)."""
-    return [TRAIN_PATH.format(set=t.name) for t in study.train_sets]
+    return [TRAIN_PATH.format(study=study.name, set=t.name) for t in study.train_sets]
 
 
 def model_dir(study: StudyConfig, arm: str) -> str:
     """The HF directory of an arm: the base model for kind base, else the arm's own."""
-    return BASE_MODEL_DIR if study.arm(arm).kind == "base" else MODEL_DIR.format(arm=arm)
+    if study.arm(arm).kind == "base":
+        return BASE_MODEL_DIR.format(study=study.name)
+    return MODEL_DIR.format(study=study.name, arm=arm)
 
 
 def arms_of_kind(study: StudyConfig, *kinds: str) -> list[str]:
@@ -65,7 +67,7 @@ def arms_of_kind(study: StudyConfig, *kinds: str) -> list[str]:
 
 
 def eval_paths(study: StudyConfig, arms) -> list[str]:
-    return [EVAL_PATH.format(arm=a, bench=b) for a in arms for b in study.bench_names]
+    return [EVAL_PATH.format(study=study.name, arm=a, bench=b) for a in arms for b in study.bench_names]
 
 
 # The base model's G rollouts on an arm's training queries (rule sample_train_pass_rates) are sampled with
@@ -96,7 +98,7 @@ def rollout_key(settings: dict) -> str:
 
 def train_samples_path(study: StudyConfig, arm: str) -> str:
     """The file of the base model's rollouts an arm reads (one per train set and distinct rollout setting)."""
-    return TRAIN_SAMPLES_PATH.format(set=study.arm(arm).train_set, rollout=rollout_key(rollout_settings(study, arm)))
+    return TRAIN_SAMPLES_PATH.format(study=study.name, set=study.arm(arm).train_set, rollout=rollout_key(rollout_settings(study, arm)))
 
 
 def pass_rate_settings(study: StudyConfig, train_set: str, key: str) -> dict:
@@ -122,8 +124,8 @@ def sft_data_path(study: StudyConfig, arm: str) -> str:
     """The rows an SFT-style arm trains on: its train set, or for kind mixing the mixed set built for it."""
     spec = study.arm(arm)
     if spec.kind == "mixing":
-        return MIXING_PATH.format(arm=arm)
-    return TRAIN_PATH.format(set=spec.train_set)
+        return MIXING_PATH.format(study=study.name, arm=arm)
+    return TRAIN_PATH.format(study=study.name, set=spec.train_set)
 
 
 def merge_inputs(study: StudyConfig, arm: str) -> dict[str, str]:

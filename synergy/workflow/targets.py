@@ -115,15 +115,16 @@ def table_names(study: StudyConfig) -> list[str]:
 
 
 def figure_targets(study: StudyConfig) -> list[str]:
-    """The report's targets for ``final_targets``: every figure, Table 5 and results/figures/all.pdf."""
+    """The report's targets for ``final_targets``: every figure, Table 5 and results/<study>/figures/all.pdf."""
     if not study.arms:
         return []
-    return ([FIGURE_PATH.format(figure=f) for f in FIGURES]
-            + [table_csv(WORDS_TABLE), table_md(WORDS_TABLE), table_csv(FINDINGS_TABLE), table_md(FINDINGS_TABLE),
-               REPORT_PATH])
+    return ([FIGURE_PATH.format(study=study.name, figure=f) for f in FIGURES]
+            + [table_csv(WORDS_TABLE, study.name), table_md(WORDS_TABLE, study.name),
+               table_csv(FINDINGS_TABLE, study.name), table_md(FINDINGS_TABLE, study.name),
+               REPORT_PATH.format(study=study.name)])
 
 
 def final_targets(study: StudyConfig) -> list[str]:
-    """What ``snakemake`` builds with no target: every table, every figure and results/figures/all.pdf."""
-    tables = [TABLE_PATH.format(table=t) for t in table_names(study)]
-    return level_table_paths() + tables + figure_targets(study)
+    """What ``snakemake`` builds with no target: every table, every figure and results/<study>/figures/all.pdf."""
+    tables = [TABLE_PATH.format(study=study.name, table=t) for t in table_names(study)]
+    return level_table_paths(study.name) + tables + figure_targets(study)

@@ -29,6 +29,14 @@ Choices (deviations, each recorded in the row's ``meta``):
    it is not the paper's pass-rate level (docs/paper.md §1).
 6. MathVerse questions with an empty text (Vision Only) use ``query_wo``, the benchmark's own
    instruction to read the question from the image.
+7. MathVista questions carry the hint line of the benchmark's own ``query`` ("Hint: Please answer the
+   question requiring a floating-point number with two decimal places and provide the final value,
+   e.g., 1.23, 1.34, 1.45, at the end."): the unit and decimals a free-form answer needs. VLMEvalKit,
+   the paper's evaluation toolkit (paper §2.4), prompts MathVista with that ``query`` text (its
+   ``MathVista_MINI`` question column; vlmeval/dataset/image_vqa.py ``MathVista`` builds the default
+   prompt from it), so the question becomes ``Hint: ...\nQuestion: <question>`` as in ``query``;
+   the options are still listed by our prompt (``A. text``). A row without a hint line keeps its
+   question and is counted in the log.
 """
 
 from __future__ import annotations
@@ -150,6 +158,15 @@ def mathverse(rec: dict, ctx: Context) -> dict:
 _MATHVISTA_TYPES = {"integer": "integer", "float": "float", "text": "text", "list": "expression"}
 
 
+def mathvista_hint(query) -> str | None:
+    """The ``Hint: ...`` line of a MathVista ``query`` (without the "Hint:" head), None if it has none."""
+    for line in str(query or "").splitlines():
+        if line.strip().lower().startswith("hint:"):
+            hint = line.strip()[len("hint:"):].strip()
+            return hint or None
+    return None
+
+
 def mathvista(rec: dict, ctx: Context) -> dict:
     """MathVista: choices are option texts (answers too); free-form answers carry unit and precision."""
     answer = _answer(rec)
@@ -174,7 +191,12 @@ def mathvista(rec: dict, ctx: Context) -> dict:
     image = ctx.images(rec.get("decoded_image")) or ctx.images(rec.get("image"))
     meta = dict(rec.get("metadata") or {})
     pid = rec.get("pid") or rec.get("_key")
-    return make_row(bench=ctx.name, question=_text(rec, "question"), images=[image] if image else [],
+    question, hint = _text(rec, "question"), mathvista_hint(rec.get("query"))
+    if hint:
+        question = f"Hint: {hint}\nQuestion: {question}"  # as the benchmark's query (and VLMEvalKit) gives it
+    else:
+        ctx.notes["mathvista: no hint line in query, question kept as written"] += 1
+    return make_row(bench=ctx.name, question=question, images=[image] if image else [],
                     unit=(rec.get("unit") or None), source=f"{_source(ctx)}:{pid}",
                     meta=meta_json(query=rec.get("query"), mathvista_answer_type=rec.get("answer_type"),
                                    **{k: v for k, v in meta.items() if k in ("category", "context", "grade",

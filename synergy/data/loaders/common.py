@@ -241,15 +241,23 @@ def _consecutive(letters: Sequence[str]) -> bool:
 
 
 def _comma_options(stem: str, block: str) -> tuple[str, list[str]] | None:
-    starts = []
-    pos = 0
-    for letter in OPTION_LETTERS:
-        m = re.compile(rf"(?:^|(?<=[,;\s])){letter}\s*[:.)]\s*").search(block, pos)
+    """Options written on one line, "A: x, B: y, C: z" (MMStar's layout).
+
+    The block must start with ``A`` and a separator (``:``, ``.`` or ``)``); every later option starts
+    only at a comma followed by the next letter and the *same* separator (", B:"), so a letter with a
+    separator inside an option's text ("A: Vitamin B. rich bread, B: ...") never starts an option.
+    """
+    first = re.match(r"A\s*([:.)])\s*", block)
+    if not first:
+        return None
+    sep = re.escape(first.group(1))
+    starts = [first]
+    for letter in OPTION_LETTERS[1:]:
+        m = re.compile(rf",\s*{letter}\s*{sep}\s*").search(block, starts[-1].end())
         if not m:
             break
         starts.append(m)
-        pos = m.end()
-    if len(starts) < 2 or starts[0].start() != 0:
+    if len(starts) < 2:
         return None
     options = []
     for i, m in enumerate(starts):

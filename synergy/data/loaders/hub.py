@@ -28,8 +28,8 @@ log = logging.getLogger("synergy.data.hub")
 
 DATASETS_DIR = "resources/datasets"
 MODELS_DIR = "resources/models"
-BENCH_PATH = "results/data/bench/{bench}.parquet"
-SAMPLES_PATH = "results/difficulty/{bench}.samples.parquet"
+BENCH_PATH = "results/{study}/data/bench/{bench}.parquet"  # as synergy/workflow/paths.py
+SAMPLES_PATH = "results/{study}/difficulty/{bench}.samples.parquet"
 MANIFEST = "synergy_download.json"
 MODEL_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.py", "*.md")
 
@@ -53,10 +53,14 @@ def dataset_dir(spec: Mapping) -> str:
     return f"{DATASETS_DIR}/{slug(spec['source'], spec.get('revision'))}"
 
 
-def model_source_dir(entry: Mapping) -> str:
-    """Where a model (``base_model`` or ``judge``) is read from: its ``local_path``, else its download directory."""
+def model_source_dir(entry: Mapping, study: str | None = None) -> str:
+    """Where a model (``base_model`` or ``judge``) is read from: its ``local_path``, else its download directory.
+    ``{study}`` in a ``local_path`` stands for the study's name (``results/{study}/models/base``: its own base model)."""
     if entry.get("local_path"):
-        return str(entry["local_path"])
+        path = str(entry["local_path"])
+        if "{study}" in path and study is None:
+            raise ValueError(f"local_path {path!r} names the study's folder ({{study}}) but no study name was given")
+        return path.replace("{study}", study) if study is not None else path
     return f"{MODELS_DIR}/{slug(entry['path'], entry.get('revision'))}"
 
 
@@ -88,12 +92,12 @@ def model_downloads(entries: Sequence[Mapping]) -> dict[str, dict]:
     return out
 
 
-def level_inputs(benchmarks: Sequence[Mapping]) -> dict[str, list[str]]:
+def level_inputs(benchmarks: Sequence[Mapping], study: str) -> dict[str, list[str]]:
     """Inputs of rule assign_levels: the base model's samples (levels: measured) and, for levels: paper,
-    the benchmark files whose rows carry the paper's tag in ``meta``."""
+    the benchmark files whose rows carry the paper's tag in ``meta`` (of study ``study``'s folder)."""
     return {
-        "samples": [SAMPLES_PATH.format(bench=b["name"]) for b in benchmarks if b.get("levels", "measured") == "measured"],
-        "tagged": [BENCH_PATH.format(bench=b["name"]) for b in benchmarks if b.get("levels") == "paper"],
+        "samples": [SAMPLES_PATH.format(study=study, bench=b["name"]) for b in benchmarks if b.get("levels", "measured") == "measured"],
+        "tagged": [BENCH_PATH.format(study=study, bench=b["name"]) for b in benchmarks if b.get("levels") == "paper"],
     }
 
 

@@ -45,7 +45,10 @@ Deviations and choices (none changes the objective unless stated; each module sa
 9. No entropy bonus (verl ``entropy_coeff`` 0).
 10. Several processes (accelerate): every process samples, scores and trains its share of each
     mini-batch's prompts; the token normaliser and the metrics are summed over processes and the
-    loss is multiplied by the process count (data-parallel averaging). Only one process is tested.
+    loss is multiplied by the process count (data-parallel averaging). Under DeepSpeed ZeRO-2/3
+    (``deepspeed_stage``) the reference runs in an inference engine, the hf sampler runs with
+    ``synced_gpus`` and the final save gathers the weights (``synergy.train.zero``; tested with 2
+    processes over gloo for every arm kind in tests/test_zero_grpo.py).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from synergy.train.grpo.rollouts import collect_rollouts
 from synergy.train.grpo.run import Run, checkpoint_dtype, rollout_engine, setup_run
 from synergy.train.grpo.update import micro_plan, score, update
 from synergy.train.losses import group_advantages
+from synergy.train.zero import gathered
 
 log = logging.getLogger("synergy.train")
 
@@ -37,8 +38,11 @@ GRADER_COUNTS = ("timeouts", "errors", "graded")
 def train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_dir, cfg: GRPOSettings,
                image_position: str = "after_text", seed: int = 0, ref_dir=None, grading_timeout_s: float = 5.0,
                grading_max_failure_share: float = 0.5, stop_after_steps: int | None = None,
-               zero_pass: set | None = None, vllm=None) -> dict:
+               zero_pass: set | None = None, vllm=None, max_pixels: int | None = None) -> dict:
     """Train with GRPO (see ``_train_grpo``); rows are validated first (``DataError`` naming the row).
+
+    ``max_pixels`` (study config ``prompt.max_pixels``) caps every image in the rollouts (hf and
+    vLLM: the engine takes the processor's bound) and the log-prob passes, as in evaluation.
 
     Out of memory anywhere in the run raises ``TrainingOutOfMemory`` naming the arm (the name of
     ``out_dir``), the batch sizes and the saved state a rerun resumes from. A step in which more than
@@ -55,7 +59,7 @@ def train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_di
         return _train_grpo(init_dir, rows, out_dir, log_path=log_path, state_dir=state_dir, cfg=cfg,
                            image_position=image_position, seed=seed, ref_dir=ref_dir,
                            grading_timeout_s=grading_timeout_s, grading_max_failure_share=grading_max_failure_share,
-                           stop_after_steps=stop_after_steps, zero_pass=zero_pass, vllm=vllm)
+                           stop_after_steps=stop_after_steps, zero_pass=zero_pass, vllm=vllm, max_pixels=max_pixels)
 
 
 def _check_hybrid_rows(cfg: GRPOSettings, rows: list, zero_pass: set | None) -> None:
@@ -73,7 +77,7 @@ def _check_hybrid_rows(cfg: GRPOSettings, rows: list, zero_pass: set | None) -> 
 def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_dir, cfg: GRPOSettings,
                 image_position: str = "after_text", seed: int = 0, ref_dir=None, grading_timeout_s: float = 5.0,
                 grading_max_failure_share: float = 0.5, stop_after_steps: int | None = None,
-                zero_pass: set | None = None, vllm=None) -> dict:
+                zero_pass: set | None = None, vllm=None, max_pixels: int | None = None) -> dict:
     """Train the model in ``init_dir`` with GRPO on ``rows`` for ``cfg.steps`` steps; save it to ``out_dir``.
 
     Writes the per-step metrics (``METRIC_COLUMNS``) to ``log_path`` (parquet) and
@@ -105,7 +109,7 @@ def _train_grpo(init_dir, rows: Sequence[Mapping], out_dir, *, log_path, state_d
         import_vllm()  # a missing vLLM fails here, naming the install, before any model is loaded
     columns = METRIC_COLUMNS + (HYBRID_COLUMNS if hybrid else ())
     run, processor, restored = setup_run(init_dir, rows, cfg, state_dir=state_dir, seed=seed, ref_dir=ref_dir,
-                                         image_position=image_position)
+                                         image_position=image_position, max_pixels=max_pixels)
     acc = run.accelerator
     start = int(restored["step"]) if restored else 0
     metrics = MetricsLog(log_path, restored.get("metrics", []) if restored else [])
@@ -191,15 +195,20 @@ def _summary(run: Run, metrics: MetricsLog, init_dir, ref_dir, rows: list, start
 
 
 def _save(run: Run, processor, metrics: MetricsLog, init_dir, out_dir, summary: dict) -> None:
-    """The model (in the init checkpoint's dtype, summary inside) and the metrics table; then the states go."""
+    """The model (in the init checkpoint's dtype, summary inside) and the metrics table; then the states go.
+
+    Under ZeRO-3 every rank takes part in gathering the weights (``zero.gathered``); rank 0 writes.
+    The weights are copied in the save dtype, so the policy itself is never changed.
+    """
     acc = run.accelerator
-    if acc.is_main_process:
-        save_dtype = checkpoint_dtype(init_dir)
-        if save_dtype != torch.float32:
-            run.policy.to(save_dtype)
-        # the summary goes into the model folder before its rename: the folder never appears without it
-        save_model(run.policy, processor, out_dir,
-                   extra_files={"training_summary.json": json.dumps(summary, indent=2, default=str) + "\n"})
-        metrics.write()
+    save_dtype = checkpoint_dtype(init_dir)
+    with gathered(run.policy, acc):
+        if acc.is_main_process:
+            state = {k: v.detach().to(device="cpu", dtype=save_dtype) if v.is_floating_point() else v.detach().cpu()
+                     for k, v in run.policy.state_dict().items()}
+            # the summary goes into the model folder before its rename: the folder never appears without it
+            save_model(run.policy, processor, out_dir, state_dict=state,
+                       extra_files={"training_summary.json": json.dumps(summary, indent=2, default=str) + "\n"})
+            metrics.write()
     acc.wait_for_everyone()
     run.checkpointer.clear()

@@ -23,7 +23,7 @@ from synergy.grading import Grader, grade_row, reward
 from synergy.prompts import build_prompt
 from synergy.train.grpo.batch import Rollouts, StepSequences, pack
 from synergy.train.grpo.hybrid import HybridPlan, route_zero_pass
-from synergy.train.grpo.sampling import sample_groups, stop_ids
+from synergy.train.grpo.sampling import needs_sync, sample_groups, stop_ids
 
 
 def _sample_and_grade(seqs: StepSequences, batch: list[int], draw, seed: int, prefixes: dict[int, str],
@@ -47,6 +47,24 @@ def _sample_and_grade(seqs: StepSequences, batch: list[int], draw, seed: int, pr
             if v not in prefixes:  # the policy's own, unguided sample
                 seqs.own.append((n, seqs.grades[n], seqs.ended[n], len(seqs.comp[n]), seqs.texts[n]))
     seqs.stops.append(s["stop"])
+
+
+def synced_sample(model, processor, prompts: list, filler, cfg: GRPOSettings, seed: int) -> dict:
+    """``sample_groups`` when every process must sample the same number of prompts (ZeRO-3, ``synced_gpus``).
+
+    Each process pads its ``prompts`` with copies of ``filler`` up to the largest count over the
+    processes (a hybrid step routes a different number of zero-pass questions on each) and drops
+    the fillers' samples: the generate calls, and so the collectives inside them, match.
+    """
+    import torch.distributed as dist
+
+    n = len(prompts)
+    most = torch.tensor([n], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(most, op=dist.ReduceOp.MAX)
+    s = sample_groups(model, processor, prompts + [filler] * (int(most.item()) - n), cfg, seed)
+    G = cfg.num_generations
+    return {"prompt_ids": s["prompt_ids"][:n], "comp_ids": s["comp_ids"][:n * G], "texts": s["texts"][:n * G],
+            "ended": s["ended"][:n * G], "stop": s["stop"]}
 
 
 def collect_rollouts(model, processor, rows: Sequence[Mapping], cfg: GRPOSettings, *, step_seed: int, grader: Grader,
@@ -73,17 +91,22 @@ def collect_rollouts(model, processor, rows: Sequence[Mapping], cfg: GRPOSetting
     G, P = cfg.num_generations, len(rows)
     seqs = StepSequences(rows, [build_prompt(r, cfg.reasoning_instruction, image_position) for r in rows], G)
 
+    synced = sampler is None and needs_sync(model)
+
     def draw(prompts, seed):
-        return (sampler(processor, prompts, cfg, seed) if sampler is not None
-                else sample_groups(model, processor, prompts, cfg, seed))
+        if sampler is not None:
+            return sampler(processor, prompts, cfg, seed)
+        if synced:  # ZeRO-3: every process samples as many prompts (fillers are dropped), see synced_sample
+            return synced_sample(model, processor, list(prompts), seqs.variants[0], cfg, seed)
+        return sample_groups(model, processor, prompts, cfg, seed)
 
     offline = set(hybrid.offline_zero) if hybrid is not None else set()
     plain = [i for i in range(P) if i not in offline]
-    if plain:
+    if plain or synced:
         _sample_and_grade(seqs, plain, draw, step_seed, {}, grader)
     if hybrid is not None:
         guided, prefixes = route_zero_pass(seqs, hybrid, processor.tokenizer, plain)
-        if guided:
+        if guided or synced:
             _sample_and_grade(seqs, guided, draw, step_seed + 1, prefixes, grader)
 
     stop = seqs.stops[0] if seqs.stops else torch.tensor(stop_ids(model, processor))

@@ -29,6 +29,7 @@ from synergy.train.core import (
     fingerprint,
     resume_settings,
 )
+from synergy.train.zero import set_batch_sizes, wrap_reference, zero_stage
 from synergy.train.grpo.sampling import stop_ids, vision_token_ids
 
 log = logging.getLogger("synergy.train")
@@ -82,7 +83,8 @@ def _check_settings(cfg: GRPOSettings, rows: list) -> None:
         raise ValueError("grpo steps, micro_batch_size and save_every_steps must be >= 1")
 
 
-def setup_run(init_dir, rows: list, cfg: GRPOSettings, *, state_dir, seed: int, ref_dir, image_position: str):
+def setup_run(init_dir, rows: list, cfg: GRPOSettings, *, state_dir, seed: int, ref_dir, image_position: str,
+              max_pixels: int | None = None):
     """Accelerator, policy (+ frozen vision), optimiser, schedule, reference, checkpointer; restores a state.
 
     Returns ``(run, processor, restored state or None)``. A step is ``prompts_per_step //
@@ -94,31 +96,39 @@ def setup_run(init_dir, rows: list, cfg: GRPOSettings, *, state_dir, seed: int, 
     updates_per_step = P // cfg.mini_batch_size
     micro_per_update = -(-cfg.mini_batch_size * G // cfg.micro_batch_size)  # DeepSpeed's accumulation steps
     accelerator = build_accelerator(grad_accum=micro_per_update if cfg.deepspeed_stage is not None else 1,
-                                    deepspeed_stage=cfg.deepspeed_stage, seed=seed)
+                                    deepspeed_stage=cfg.deepspeed_stage, seed=seed, max_grad_norm=cfg.max_grad_norm)
     world = accelerator.num_processes
     if cfg.mini_batch_size % world:
         raise ValueError(f"grpo mini_batch_size {cfg.mini_batch_size} is not a multiple of the {world} processes")
     seqs = cfg.mini_batch_size // world * G  # sequences of one update on this process
     micro = [(a, min(a + cfg.micro_batch_size, seqs)) for a in range(0, seqs, cfg.micro_batch_size)]
     updates = [[(m * seqs + a, m * seqs + b) for a, b in micro] for m in range(updates_per_step)]
-    use_ds = str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type)).upper() == "DEEPSPEED"
+    use_ds = zero_stage(accelerator) is not None
     if use_ds and (cfg.mini_batch_size // world * G) % cfg.micro_batch_size:
         raise ValueError("with DeepSpeed, micro_batch_size must divide mini_batch_size * num_generations per process")
+    # DeepSpeed counts micro-steps: the config must know the micro-batch and how many make one update
+    set_batch_sizes(accelerator, cfg.micro_batch_size, micro_per_update)
 
-    model, processor = load_model(init_dir, device="cpu", dtype=torch.float32)
+    model, processor = load_model(init_dir, device="cpu", dtype=torch.float32, max_pixels=max_pixels)
     if cfg.freeze_vision:
         freeze_vision(model)
+    if cfg.gradient_checkpointing:  # recompute activations in backward (long rollouts beside a vLLM engine)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optim = OptimSettings(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
                           schedule=cfg.schedule, max_grad_norm=cfg.max_grad_norm)
     opt, sched = build_optimizer(model, optim, cfg.steps * updates_per_step)
     prepared, opt = accelerator.prepare(model, opt)  # sched is stepped by hand (a prepared one steps per process)
+    if use_ds:
+        log.info("DeepSpeed ZeRO stage %d: train_micro_batch_size_per_gpu=%d, gradient_accumulation_steps=%d, "
+                 "gradient_clipping=%s, gradient_checkpointing=%s", zero_stage(accelerator),
+                 prepared.train_micro_batch_size_per_gpu(), prepared.gradient_accumulation_steps(),
+                 prepared.gradient_clipping(), cfg.gradient_checkpointing)
 
     ref = None
     ref_source = Path(ref_dir) if ref_dir is not None else Path(init_dir)
     if cfg.kl_coef > 0:
-        ref = load_model(ref_source, device="cpu", dtype=torch.float32)[0].to(accelerator.device)
-        ref.requires_grad_(False)
-        ref.eval()
+        # under ZeRO-3 its weights load as partitions: an inference engine gathers them (synergy.train.zero)
+        ref = wrap_reference(load_model(ref_source, device="cpu", dtype=torch.float32)[0], accelerator)
         log.info("reference model loaded from %s (kl_coef=%g)", ref_source, cfg.kl_coef)
     else:
         log.info("no reference model: kl_coef=0 (kl is logged as NaN)")
@@ -128,6 +138,7 @@ def setup_run(init_dir, rows: list, cfg: GRPOSettings, *, state_dir, seed: int, 
         "ref_dir": str(ref_source.resolve()) if ref is not None else None, "num_rows": len(rows),
         "row_ids": hashlib.sha256("\n".join(str(r.get("id")) for r in rows).encode()).hexdigest()[:16],
         "seed": seed, "image_position": image_position,
+        **({"max_pixels": max_pixels} if max_pixels is not None else {}),
     })
     run = Run(cfg=cfg, accelerator=accelerator, model=prepared, policy=accelerator.unwrap_model(prepared), ref=ref,
               opt=opt, sched=sched, checkpointer=Checkpointer(accelerator, state_dir, run_fp, scheduler=sched),

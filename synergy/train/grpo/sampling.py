@@ -47,12 +47,26 @@ def stop_ids(model, processor) -> list[int]:
     return [eos] if isinstance(eos, int) else list(eos)
 
 
+def needs_sync(model) -> bool:
+    """True when ``model``'s weights are ZeRO-3 partitions and several processes run: each forward is a collective."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return False
+    return any(hasattr(p, "ds_status") for p in model.parameters())
+
+
 def sample_groups(model, processor, prompts: Sequence[Prompt], cfg: GRPOSettings, step_seed: int) -> dict:
-    """Sample G completions per prompt; return the prompts' ids and the completions' ids exactly as generated."""
+    """Sample G completions per prompt; return the prompts' ids and the completions' ids exactly as generated.
+
+    Under ZeRO-3 with several processes the sampler runs with ``synced_gpus`` (``needs_sync``): the
+    callers give every process the same number of prompts (``rollouts.collect_rollouts`` pads).
+    """
     sampling = SamplingConfig(n=cfg.num_generations, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                               max_new_tokens=cfg.max_new_tokens, seed=int(step_seed))
     vision_ids = vision_token_ids(model)
-    completions = generate(model, processor, prompts, sampling, suppress_tokens=vision_ids)
+    completions = generate(model, processor, prompts, sampling, suppress_tokens=vision_ids,
+                           synced_gpus=needs_sync(model))
     if any(len(cs) != cfg.num_generations for cs in completions):
         raise RuntimeError(f"expected {cfg.num_generations} samples per prompt, got {[len(cs) for cs in completions]}")
     samples = [c for cs in completions for c in cs]

@@ -225,8 +225,14 @@ def _rep_images(kw: dict, per_row, rep: list[int]) -> dict:
 def micro_logprobs(model, ro, idx: Sequence[int], input_ids: Tensor, attention_mask: Tensor, mask: Tensor,
                    model_kwargs: dict, *, share: bool, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
     """Log-probs of micro-batch ``idx`` of ``ro`` (as ``select`` cut it): shared prompts when ``share`` and
-    two of its rows share one, else the per-sequence ``token_logprobs``."""
-    if share:
+    two of its rows share one, else the per-sequence ``token_logprobs``. With gradient checkpointing
+    (``grpo.gradient_checkpointing``) the per-sequence path is taken in every pass (transformers drops
+    the key/value cache the shared path needs while checkpointing; one path keeps ratio 1 exact)."""
+    module = getattr(model, "module", model)  # a DeepSpeed engine holds the model as .module
+    checkpointing = getattr(module, "is_activation_checkpointing", None)  # transformers 5.23's name
+    if checkpointing is None:
+        checkpointing = getattr(module, "is_gradient_checkpointing", False)
+    if share and not checkpointing:
         groups, plen = prompt_groups(ro, idx)
         if max(groups) + 1 < len(groups):
             return shared_token_logprobs(model, input_ids, attention_mask, mask, groups=groups, prompt_lens=plen,

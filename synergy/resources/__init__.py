@@ -9,14 +9,24 @@ that rule needs::
       evaluate:     {gpus: 1, cpus_per_gpu: 8, mem_mb: 64000, runtime: 240}
 
 Keys: ``gpus`` (GPUs of one job; 0 = none), ``cpus_per_gpu`` (GPU jobs), ``cpus`` (CPU jobs;
-absent: ``compute.threads``), ``mem_mb`` and ``runtime`` (minutes). A rule's entry is laid over
-the ``default`` entry key by key. Memory and run time grow with Snakemake's retry attempt
-(``attempt * value``: a job killed for memory or time gets twice as much on its first retry).
+absent: ``compute.threads``), ``mem_mb`` and ``runtime`` (minutes), ``max_mem_mb`` and ``max_runtime`` (caps).
+A rule's entry is laid over the ``default`` entry key by key.
+
+Retries (``retries:`` in the profile): memory grows with Snakemake's attempt (``attempt * mem_mb``: a job
+killed for memory gets twice as much on its first retry) up to ``max_mem_mb`` and never past it; a cluster
+rejects a submission larger than its nodes, and the plugin then stops the whole run. The run time of the
+training rules (``RESUMING_RULES``) does not grow: a retried training resumes from its last saved state and
+needs no more time than the first attempt had. Other rules' run time grows like memory, up to ``max_runtime``.
+The caps come from the study config (``max_mem_mb`` / ``max_runtime`` of the rule or ``default``) and from
+the environment (``SYNERGY_SLURM_MAX_MEM_MB`` / ``SYNERGY_SLURM_MAX_RUNTIME``: the cluster's largest node
+and partition time limit, a profile's fact); with both, the smaller wins. A first attempt above its cap is a
+config error, raised when the DAG is built.
 
 ``snakemake_resources`` turns an entry into the keyword arguments of a rule's ``resources:``
 directive in the names snakemake-executor-plugin-slurm 2.8.0 reads: ``mem_mb``, ``runtime``,
 and for GPU jobs ``gpu`` (-> ``sbatch --gpus=N``), ``cpus_per_gpu`` (-> ``--cpus-per-gpu``), and,
 from the environment (set by the user or the profile, never by the study config: cluster facts live in profiles/),
+``nodes: 1`` (training starts all its processes on one node: Slurm must not split the GPUs over nodes),
 ``gpu_model`` (``SYNERGY_SLURM_GPU_MODEL`` -> ``--gpus=<model>:N``) and ``slurm_partition``
 (``SYNERGY_SLURM_GPU_PARTITION``). CPU jobs get their partition and account from the profile's
 ``default-resources``. ``rule_threads`` is a rule's ``threads:``: ``cpus`` for CPU jobs,
@@ -38,6 +48,10 @@ from synergy.config import ConfigError, _Section
 DEFAULT = "default"
 GPU_PARTITION_ENV = "SYNERGY_SLURM_GPU_PARTITION"
 GPU_MODEL_ENV = "SYNERGY_SLURM_GPU_MODEL"
+MAX_MEM_ENV = "SYNERGY_SLURM_MAX_MEM_MB"
+MAX_RUNTIME_ENV = "SYNERGY_SLURM_MAX_RUNTIME"
+# Rules whose job resumes from its saved training state on a retry (synergy.train): run time does not grow.
+RESUMING_RULES = frozenset({"train_sft", "train_grpo"})
 
 
 @dataclass(frozen=True)
@@ -49,9 +63,11 @@ class RuleResources(_Section):
     cpus: int | None = None          # CPU jobs: CPUs of the job (absent: compute.threads)
     mem_mb: int = 4000               # memory of the first attempt (MB)
     runtime: int = 60                # wall time of the first attempt (minutes)
+    max_mem_mb: int | None = None    # memory never grows past this on a retry (MB)
+    max_runtime: int | None = None   # run time never grows past this on a retry (minutes)
 
     def __post_init__(self):
-        for key in ("gpus", "cpus_per_gpu", "cpus", "mem_mb", "runtime"):
+        for key in ("gpus", "cpus_per_gpu", "cpus", "mem_mb", "runtime", "max_mem_mb", "max_runtime"):
             value = getattr(self, key)
             if value is None:
                 continue
@@ -80,30 +96,50 @@ def rule_threads(raw: Mapping[str, Any], rule: str, default: int | None = None) 
     return int(raw["compute"]["threads"]) if default is None else default
 
 
-def grow(base: int, attempt: int) -> int:
-    """The value of a memory / run-time resource at retry ``attempt`` (1 = first try)."""
+def grow(base: int, attempt: int, cap: int | None = None) -> int:
+    """The value of a memory / run-time resource at retry ``attempt`` (1 = first try), never above ``cap``."""
     if attempt < 1:
         raise ValueError(f"attempt must be >= 1, got {attempt}")
-    return base * attempt
+    return base * attempt if cap is None else min(base * attempt, cap)
 
 
-def _growing(base: int) -> Callable[[Any, int], int]:
+def _growing(base: int, cap: int | None) -> Callable[[Any, int], int]:
     def value(wildcards, attempt: int) -> int:  # the signature Snakemake calls resource functions with
-        return grow(base, attempt)
+        return grow(base, attempt, cap)
 
-    value.__name__ = f"grow_{base}"
+    value.__name__ = f"grow_{base}" + (f"_to_{cap}" if cap is not None else "")
     return value
+
+
+def _cap(config_cap: int | None, env: Mapping[str, str], name: str) -> int | None:
+    caps = [c for c in (config_cap, env.get(name)) if c not in (None, "")]
+    try:
+        return min(int(c) for c in caps) if caps else None
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={env.get(name)!r} is not a whole number") from None
+
+
+def retry_caps(raw: Mapping[str, Any], rule: str, env: Mapping[str, str] | None = None) -> tuple[int | None, int | None]:
+    """``(max_mem_mb, max_runtime)`` of a rule: the config's and the environment's, the smaller of the two."""
+    r, env = rule_resources(raw, rule), env or {}
+    return _cap(r.max_mem_mb, env, MAX_MEM_ENV), _cap(r.max_runtime, env, MAX_RUNTIME_ENV)
 
 
 def snakemake_resources(raw: Mapping[str, Any], rule: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Keyword arguments of the rule's ``resources:`` directive (``resources: **snakemake_resources(...)``)."""
-    r = rule_resources(raw, rule)
-    out: dict[str, Any] = {"mem_mb": _growing(r.mem_mb), "runtime": _growing(r.runtime)}
+    r, env = rule_resources(raw, rule), env or {}
+    mem_cap, time_cap = retry_caps(raw, rule, env)
+    for key, base, cap in (("mem_mb", r.mem_mb, mem_cap), ("runtime", r.runtime, time_cap)):
+        if cap is not None and base > cap:
+            names = "max_mem_mb or " + MAX_MEM_ENV if key == "mem_mb" else "max_runtime or " + MAX_RUNTIME_ENV
+            raise ConfigError(f"config key 'resources.{rule}.{key}': {base} is above its cap {cap} ({names})")
+    runtime = r.runtime if rule in RESUMING_RULES else _growing(r.runtime, time_cap)
+    out: dict[str, Any] = {"mem_mb": _growing(r.mem_mb, mem_cap), "runtime": runtime}
     if r.gpus:
         out["gpu"] = r.gpus
+        out["nodes"] = 1  # one node: training starts every process of the job on it (synergy.launch)
         if r.cpus_per_gpu:
             out["cpus_per_gpu"] = r.cpus_per_gpu
-        env = env or {}
         if env.get(GPU_MODEL_ENV):
             out["gpu_model"] = env[GPU_MODEL_ENV]
         if env.get(GPU_PARTITION_ENV):
