@@ -213,8 +213,9 @@ def test_train_grpo_with_and_without_sharing_agree(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="GRPO under DeepSpeed on CPU stops in accelerate.prepare (no train_micro_batch_size_per_gpu "
-                  "in the DeepSpeed config) with and without sharing; enable once GRPO's ZeRO setup lands")
+@pytest.mark.xfail(strict=True, reason="open: under ZeRO-2 both runs sample the same and log the same step 1, but "
+                   "with sharing step 2 has kl 9e-7 and grad_norm 1.4e-4 where the per-sequence run has exactly 0 "
+                   "(all advantages 0 here, so AdamW turns a float-level KL gradient at step 1 into a full step)")
 def test_two_process_zero2_grpo_with_and_without_sharing_agree(tiny_model_dir, tmp_path):
     """DeepSpeed ZeRO-2 over gloo, 2 CPU processes: sharing changes nothing there either.
 
