@@ -2,9 +2,8 @@
 
 Skipped, with the reason, when MergeKit cannot be run: it is an optional install in its own
 environment (envs/mergekit.yaml; point ``SYNERGY_MERGEKIT_PYTHON`` at that environment's python).
-Linear and SLERP agree up to the bf16 rounding of float32 results that differ in the last bits, TIES on all but the entries tied at the trimming
-threshold (MergeKit keeps exactly k entries, the native engine every entry reaching the k-th
-magnitude; docs/merging.md §3).
+Linear and SLERP agree up to the bf16 rounding of float32 results that differ in the last bits, TIES
+on all but the entries its two tie rules decide (docs/merging.md §3).
 """
 
 from __future__ import annotations
@@ -69,23 +68,26 @@ def test_backends_agree_on_tiny_arms(arms, tmp_path, method):
         assert a[k].dtype == b[k].dtype == torch.bfloat16, k
         diff = (a[k].float() - b[k].float()).abs()
         total += diff.numel()
-        if method != "ties":
-            # bf16 outputs of float32 arithmetic: equal, or a rounding step apart where the float32 results differ
-            assert bool((diff <= 2 ** -6 * torch.maximum(a[k].float().abs(), b[k].float().abs())).all()), k
-            differ += int((diff > 0).sum())
-            continue
-        # TIES: entries differ only where a task vector's magnitude sits exactly at its trimming threshold
-        tied = torch.zeros(diff.shape, dtype=torch.bool)
-        for arm in ("rl", "sft"):
-            mag = (parents[arm][k].float() - parents["base"][k].float()).abs()
-            tied |= mag == trim_threshold(mag.clone(), 0.5)
-        bad = (diff > 0) & ~tied
-        assert not bad.any(), f"{k}: {int(bad.sum())} entries differ away from the threshold"
         differ += int((diff > 0).sum())
-        at_threshold += int(tied.sum())
-    if method == "ties":
-        assert differ <= at_threshold
-    print(f"{method}: {differ} of {total} entries differ (tied at a threshold: {at_threshold})")
+        # float32 results that differ in their last bits (summation order) round to bf16 values one step
+        # apart at most; near zero (cancellation) the step is tiny: 1e-6 absolute covers it
+        close = (diff <= 2 ** -7 * torch.maximum(a[k].float().abs(), b[k].float().abs())) | (diff <= 1e-6)
+        if method != "ties":
+            assert bool(close.all()), f"{k}: {int((~close).sum())} entries differ by more than a rounding step"
+            continue
+        # TIES: beyond rounding, entries differ only at the two tie rules (docs/merging.md §3): a task vector's
+        # magnitude at its trimming threshold, or trimmed task vectors whose weighted sum is exactly 0
+        tied = torch.zeros(diff.shape, dtype=torch.bool)
+        wsum = torch.zeros(diff.shape)
+        for arm, w in (("rl", 0.75), ("sft", 0.25)):
+            delta = parents[arm][k].float() - parents["base"][k].float()
+            thr = trim_threshold(delta.abs(), 0.5)
+            tied |= delta.abs() == thr
+            wsum += w * torch.where(delta.abs() >= thr, delta, torch.zeros_like(delta))
+        bad = ~close & ~tied & (wsum != 0)
+        assert not bad.any(), f"{k}: {int(bad.sum())} entries differ away from the threshold"
+        at_threshold += int((~close).sum())
+    print(f"{method}: {differ} of {total} entries differ, {at_threshold} by more than rounding (all at a tie rule)")
 
 
 def test_missing_mergekit_is_a_clear_error(arms, tmp_path, monkeypatch):

@@ -155,9 +155,9 @@ class _Tensor:
 
     def slerp_weights(self, pool: ThreadPoolExecutor, settings: MergeSettings, stats: _Stats):
         """SLERP's (wa, wb) for this tensor, or None when it falls back to linear."""
-        def part(lo, hi):
-            x, y = self.a(lo, hi).double(), self.b(lo, hi).double()
-            return float((x * y).sum()), float((x * x).sum()), float((y * y).sum())
+        def part(lo, hi):  # float32 products summed per row, the rows' sums added in float64
+            x, y = self.a(lo, hi).float().reshape(hi - lo, -1), self.b(lo, hi).float().reshape(hi - lo, -1)
+            return tuple(float((u * v).sum(1).double().sum()) for u, v in ((x, y), (x, x), (y, y)))
 
         sums = [f.result() for f in [pool.submit(part, lo, hi) for lo, hi in self.ranges]]
         dot, na, nb = (math.fsum(s[i] for s in sums) for i in range(3))
@@ -206,7 +206,7 @@ class _Tensor:
 
             def one(lo, hi):
                 x, y = self.a(lo, hi).float(), self.b(lo, hi).float()
-                return (linear(x, y, t) if w is None else (w[0] * x.double() + w[1] * y.double()).float()).to(dtype)
+                return (linear(x, y, t) if w is None else w[0] * x + w[1] * y).to(dtype)
 
             return [(lambda lo=lo, hi=hi: one(lo, hi)) for lo, hi in self.ranges]
         if self.base is None:
@@ -215,6 +215,24 @@ class _Tensor:
         return [(lambda lo=lo, hi=hi: ties(self.z(lo, hi), [self.a(lo, hi).float(), self.b(lo, hi).float()],
                                            [1.0 - t, t], settings.density, settings.scale, thresholds=thr).to(dtype))
                 for lo, hi in self.ranges]
+
+
+def _fixed_mmap_threshold(nbytes: int = 1 << 20) -> None:
+    """Serve allocations above ``nbytes`` with mmap and give them back on free (glibc ``mallopt``).
+
+    glibc raises its mmap threshold after each large free, after which the chunk-sized buffers of
+    the merge threads come from per-thread heaps that are not returned to the system: resident memory
+    then grows to several times what is alive. A fixed threshold keeps it near the live buffers.
+    No-op where glibc is not the C library.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, nbytes)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def _write_shard(pool: ThreadPoolExecutor, tensors: list[_Tensor], writer: StreamingSafetensorsWriter,
@@ -275,6 +293,7 @@ def merge_models(rl_dir: str | Path, sft_dir: str | Path, out_dir: str | Path, s
     total = len(rl.where)
     largest = max(r.nbytes(k) for f, r in rl.readers.items() for k in rl.files[f])
     threads = threads or len(os.sched_getaffinity(0))
+    _fixed_mmap_threshold()
 
     def done(tensor: _Tensor) -> None:
         stats.tensors += 1

@@ -13,8 +13,8 @@ which then must import ``mergekit``. The child reads a MergeKit YAML config writ
 * ties: ``merge_method: ties``, ``base_model`` = the base, weights ``(1 - t, t)``, ``density``,
   ``normalize: true``, ``lambda`` = ``scale``. MergeKit keeps exactly ``max(1, int(density * n))``
   entries per task vector (ties at the threshold broken by sort order), ours every entry that
-  reaches the ``round(density * n)``-th largest magnitude (docs/merging.md §3), so a few entries
-  tied at the threshold can differ.
+  reaches the ``round(density * n)``-th largest magnitude; MergeKit elects + where the weighted sum
+  is exactly 0, ours no sign (docs/merging.md §3): the few entries these tie rules decide can differ.
 
 The output dtype is the RL parent's; the endpoints (ratio 0 / 1) are copied from the parent as in
 the native engine. The result is assembled under a hidden temporary folder and renamed, with a

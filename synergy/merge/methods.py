@@ -13,7 +13,8 @@ angle in float64), cast back to the RL parent's dtype:
   vectors that agree with the elected sign (disjoint mean; MergeKit's ``normalize: true``), with
   weights ``(1 - t, t)``; the result is ``θ_base + scale * merged``. Tie rule: an entry survives
   trimming when its magnitude reaches the k-th largest (``k = round(density * n)``), so entries tied
-  at the threshold all survive; MergeKit keeps exactly k (docs/merging.md §3).
+  at the threshold all survive; MergeKit keeps exactly k. Where the weighted sum is exactly 0 no sign
+  is elected (the entry keeps the base value); MergeKit elects + (docs/merging.md §3).
 
 At the endpoints every method returns the parent exactly (ratio 0 = the RL arm, 1 = the SFT arm).
 ``magnitude_histogram`` / ``threshold_from_histogram`` find TIES' exact threshold from streamed
@@ -60,7 +61,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float, dot_threshold: float = 0.9
     omega = math.acos(dot)
     so = math.sin(omega)
     wa, wb = math.sin((1.0 - t) * omega) / so, math.sin(t * omega) / so
-    return (wa * a.double() + wb * b.double()).to(a.dtype), False
+    return (wa * a + wb * b).to(a.dtype), False  # weights applied in the inputs' precision (float32), as MergeKit
 
 
 def trim_threshold(magnitudes: torch.Tensor, density: float, *, in_place: bool = False) -> float:
