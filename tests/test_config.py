@@ -106,7 +106,7 @@ def test_table_with_undeclared_arm_fails():
 def test_arm_settings_merge_defaults_with_overrides():
     study = load_config_file(ROOT / "config/config.yaml")
     assert study.arm_settings("rl-nokl").kl_coef == 0.0 and study.arm_settings("rl").kl_coef == 0.005
-    assert study.arm_settings("sft-eureka").epochs == 2 and study.arm_settings("sft-s1-gemini").epochs == 3
+    assert study.arm_settings("twostage").max_new_tokens == 384 and study.arm_settings("rl").max_new_tokens == 64
     assert not study.arm("base").eval_reasoning and study.arm("rl").eval_reasoning
 
 

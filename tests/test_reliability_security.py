@@ -59,9 +59,9 @@ def test_every_from_pretrained_passes_trust_remote_code_from_the_config_and_safe
 def test_trust_remote_code_comes_from_base_model_config_and_is_off_by_default(monkeypatch):
     study = load_config_file(ROOT / "config/config.yaml")
     assert study.base_model.trust_remote_code is False
-    assert job_environment(study) == {TRUST_REMOTE_CODE_ENV: "0"}
+    assert job_environment(study)[TRUST_REMOTE_CODE_ENV] == "0"
     on = load_config_file(ROOT / "config/config.yaml", _write_yaml({"base_model": {"trust_remote_code": True}}))
-    assert job_environment(on) == {TRUST_REMOTE_CODE_ENV: "1"}
+    assert job_environment(on)[TRUST_REMOTE_CODE_ENV] == "1"
     monkeypatch.delenv(TRUST_REMOTE_CODE_ENV, raising=False)
     assert trust_remote_code_default() is False
     monkeypatch.setenv(TRUST_REMOTE_CODE_ENV, "1")

@@ -77,6 +77,8 @@ def _coerce(value: Any, schema: Mapping | None, root: Mapping, path: str, change
             parsed = yaml.safe_load(value)
         except yaml.YAMLError:
             return value
+        if isinstance(parsed, bool) and value.strip().lower() not in ("true", "false"):
+            return value  # YAML 1.1's yes/no/on/off stay strings (and fail validation): only true/false are booleans
         if not isinstance(parsed, str) and _valid(parsed, schema, root):  # else the string is what the schema wants
             changed.append(path)
             return _coerce(parsed, schema, root, path, changed) if isinstance(parsed, (dict, list)) else parsed
