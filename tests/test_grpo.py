@@ -12,6 +12,7 @@ import math
 
 import polars as pl
 import pytest
+from warm import warm_model
 import torch
 from safetensors.torch import load_file
 
@@ -19,13 +20,12 @@ from synergy.config import GRPOSettings
 from synergy.data.suite import build_train_set
 from synergy.generate.hf import SamplingConfig, encode_prompts, generate
 from synergy.grading import Grader
-from synergy.models import freeze_vision, load_model, save_model, vision_parameters
+from synergy.models import load_model, vision_parameters
 from synergy.prompts import build_prompt
 from synergy.train import grpo as grpo_mod
 from synergy.train.core import TrainingDiverged
 from synergy.train.grpo import METRIC_COLUMNS, collect_rollouts, drop_easy_questions, rollout_rows, train_grpo
 from synergy.train.losses import token_logprobs
-from synergy.train.sft import collate_sft, sft_loss
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,25 +53,9 @@ def exists_rows():
 @pytest.fixture(scope="module")
 def warm_model_dir(tiny_model_dir, exists_rows, tmp_path_factory):
     """The conftest tiny model after 30 SFT steps on formatted answers with a random letter."""
-    model, processor = load_model(tiny_model_dir)
-    freeze_vision(model)
-    batches = []
-    for k in range(4):
-        part = exists_rows[k * 8: (k + 1) * 8]
-        responses = [f"<think> I count </think> \\boxed{{{'AB'[j % 2]}}}" for j in range(len(part))]
-        batches.append(collate_sft(processor, [build_prompt(r, False) for r in part], responses))
-    torch.manual_seed(0)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
-    model.train()
-    for step in range(30):
-        loss, _ = sft_loss(model, batches[step % 4])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.5
-    model.eval()
     path = tmp_path_factory.mktemp("warm") / "model"
-    save_model(model, processor, path)
+    loss = warm_model(tiny_model_dir, exists_rows, path, batches=4)
+    assert loss < 0.5
     return path
 
 

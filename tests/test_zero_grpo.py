@@ -22,16 +22,14 @@ import textwrap
 
 import polars as pl
 import pytest
+from warm import warm_model
 import torch
 from safetensors.torch import load_file
 
 from synergy.config import GRPOSettings, SFTSettings
 from synergy.data.suite import build_train_set
 from synergy.launch import run_trainer
-from synergy.models import freeze_vision, load_model, save_model
-from synergy.prompts import build_prompt
 from synergy.train.grpo import drop_easy_questions
-from synergy.train.sft import collate_sft, sft_loss
 
 pytest.importorskip("deepspeed")
 
@@ -58,24 +56,8 @@ def rows():
 def warm_dir(tiny_model_dir, rows, tmp_path_factory):
     """The tiny model after 30 SFT steps on formatted answers with a random letter: rewards vary within groups."""
     torch.set_num_threads(2)
-    model, processor = load_model(tiny_model_dir)
-    freeze_vision(model)
-    batches = []
-    for k in range(2):
-        part = rows[k * 8: (k + 1) * 8]
-        responses = [f"<think> I count </think> \\boxed{{{'AB'[j % 2]}}}" for j in range(len(part))]
-        batches.append(collate_sft(processor, [build_prompt(r, False) for r in part], responses))
-    torch.manual_seed(0)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
-    model.train()
-    for step in range(30):
-        loss, _ = sft_loss(model, batches[step % 2])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
     path = tmp_path_factory.mktemp("warm") / "model"
-    save_model(model, processor, path)
+    warm_model(tiny_model_dir, rows, path, batches=2)
     return path
 
 
