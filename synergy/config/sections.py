@@ -78,6 +78,9 @@ class PretrainConfig(_Section):
     warmup_steps: int = 20
     weight_decay: float = 0.01
     seed: int = 0
+    perception_steps: int = 0              # 0: the vision tower keeps its random init (synergy/vision_pretrain.py)
+    perception_batch_size: int = 32
+    perception_learning_rate: float = 1.0e-3
 
 
 @dataclass(frozen=True)
