@@ -87,6 +87,7 @@ def pretrain_tiny_model(rows: Sequence[Mapping], corpus_rows: Sequence[Mapping],
         perception = perception_pretrain(model, processor, steps=cfg.perception_steps, batch_size=cfg.perception_batch_size,
                                          learning_rate=cfg.perception_learning_rate, seed=cfg.seed, image_size=image_size)
     frozen = freeze_vision(model)
+    t_lm = time.monotonic()
     log.info("tokenizer: %d tokens; model: %s; frozen vision params: %d", len(tokenizer), count_parameters(model), frozen)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
@@ -111,7 +112,7 @@ def pretrain_tiny_model(rows: Sequence[Mapping], corpus_rows: Sequence[Mapping],
         if step % 50 == 0 or step == cfg.steps - 1:
             recent = losses[-50:]
             log.info("step %d/%d loss %.4f lr %.2e (%.2f s/step)", step + 1, cfg.steps, sum(recent) / len(recent),
-                     lr_at(step, cfg), (time.monotonic() - t0) / (step + 1))
+                     lr_at(step, cfg), (time.monotonic() - t_lm) / (step + 1))
     model.eval()
     save_model(model, processor, out_dir)
     stats = {"steps": cfg.steps, "final_loss": sum(losses[-50:]) / len(losses[-50:]), "seconds": time.monotonic() - t0,
