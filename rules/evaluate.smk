@@ -12,7 +12,7 @@ rule evaluate:
     output:
         eval_job_outputs(STUDY),
     wildcard_constraints:
-        arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
+        arm="|".join(re.escape(a) for a in model_arms(STUDY)) or "^$",
         shard=r"\d+",
     params:
         sampling=generation_settings(STUDY.evaluation),  # not per_job: the job layout changes no sample
@@ -48,7 +48,7 @@ if shard_count(STUDY, "evaluation") > 1:
         output:
             "results/{study}/eval/{arm}/{bench}.parquet",
         wildcard_constraints:
-            arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
+            arm="|".join(re.escape(a) for a in model_arms(STUDY)) or "^$",
         resources:
             **res("gather_eval"),
         conda:
@@ -57,6 +57,36 @@ if shard_count(STUDY, "evaluation") > 1:
             "logs/{study}/gather_eval/{arm}/{bench}.log",
         script:
             "../scripts/gather_shards.py"
+
+
+ROUTED = [a.name for a in STUDY.arms if a.kind == "routed"]
+
+if ROUTED:
+
+    localrules:
+        route_answers,
+
+    rule route_answers:
+        """A routed arm's answers on one benchmark: per question, its fast arm's samples when they agree, else its
+        slow arm's (beyond the paper; docs/routing.md). No model runs: it reads the two arms' evaluations."""
+        input:
+            unpack(lambda wc: routed_inputs(STUDY, wc.arm, wc.bench)),
+        output:
+            "results/{study}/eval/{arm}/{bench}.parquet",
+        wildcard_constraints:
+            arm="|".join(re.escape(a) for a in ROUTED),
+        params:
+            routing=lambda wc: routing_params(STUDY, wc.arm),
+        resources:
+            **res("route_answers"),
+        conda:
+            "../envs/cpu.yaml"
+        log:
+            "logs/{study}/route_answers/{arm}/{bench}.log",
+        benchmark:
+            "results/{study}/benchmarks/route_answers/{arm}/{bench}.tsv"
+        script:
+            "../scripts/route_answers.py"
 
 
 rule tabulate_arms:

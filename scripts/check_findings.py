@@ -2,7 +2,7 @@
 import numpy as np
 import polars as pl
 
-from synergy.findings import FindingsConfig, check_findings
+from synergy.findings import FindingsConfig, check_findings, paper_holds
 from synergy.logs import setup_logging
 from synergy.report.tables import write_table
 
@@ -24,5 +24,5 @@ log.info("findings: %s", ", ".join(f"{v} {n}" for v, n in counts.iter_rows()))
 for row in table.iter_rows(named=True):
     log.info("%s %s: %s (%s)", row["claim"], row["verdict"], row["statement"], row["detail"])
 write_table(table, snakemake.output.csv, snakemake.output.md,
-            title=f"Findings: which of the paper's claims this study shows ({(table['verdict'] == 'holds').sum()} of "
-                  f"{table.height} hold)")
+            title=f"Findings: which of the paper's claims this study shows ({paper_holds(table)} of "
+                  f"{table['claim'].str.starts_with('F').sum()} hold)")

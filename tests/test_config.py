@@ -22,7 +22,7 @@ def _invalid(mutate, match):
 
 def test_shipped_configs_are_valid():
     study = load_config_file(ROOT / "config/config.yaml")
-    assert len(study.benchmarks) == 5 and study.difficulty.thresholds == (12, 8, 5, 2) and len(study.arms) == 11 + 9
+    assert len(study.benchmarks) == 5 and study.difficulty.thresholds == (12, 8, 5, 2) and len(study.arms) == 12 + 9
     smoke = load_config_file(ROOT / "config/config.yaml", ROOT / "config/smoke.yaml")
     assert smoke.difficulty.thresholds == (12, 8, 5, 2)
     assert set(smoke.tables) == {"table1_sft_data", "table3_easy", "table6_synergy", "table7_length"}

@@ -26,7 +26,7 @@ def test_dry_run_of_the_whole_study_lists_every_job():
     assert counts == {"build_synthetic_benchmark": 5, "build_synthetic_train_set": 5, "build_base_model": 1,
                       "sample_difficulty": 5, "assign_levels": 1, "tabulate_level_counts": 1,
                       "train_sft": 4, "train_grpo": 6, "sample_train_pass_rates": 1, "build_mixing_set": 1,
-                      "merge_models": 9, "evaluate": 20, "tabulate_arms": 7,
+                      "merge_models": 9, "evaluate": 20, "route_answers": 5, "tabulate_arms": 7,
                       "tabulate_level_gain": 1, "tabulate_reasoning_words": 1, "check_findings": 1, "make_figure": 12, "make_report": 1,
                       "all": 1}
 
@@ -127,7 +127,7 @@ def test_arms_others_build_on_are_trained_first():
     assert prio["rl"] == prio["sft-eureka"] == 2    # mixing set / two-stage / merges start from them
     assert {a for a, p in prio.items() if p == 1} == set(study.arm_names) - {"base", "rl", "sft-eureka"}
     chain = load_config_file(ROOT / "config/config.yaml")  # a longer chain: mixing from twostage (from sft-eureka)
-    raw = {**chain.raw, "arms": [*chain.raw["arms"][:-1], {"name": "mixing", "kind": "mixing", "source": "twostage",
+    raw = {**chain.raw, "arms": [*(a for a in chain.raw["arms"] if a["name"] != "mixing"), {"name": "mixing", "kind": "mixing", "source": "twostage",
                                                             "train_set": "eureka"}]}
     from synergy.config import load_config
 

@@ -164,8 +164,23 @@ class MergingConfig(_Section):
         return out
 
 
-ARM_KINDS = {"base": None, "sft": SFTSettings, "grpo": GRPOSettings, "mixing": SFTSettings, "merge": None}
-DEFAULTS_SECTION = {"sft": "sft", "grpo": "grpo", "mixing": "sft"}  # the defaults an arm's settings override
+@dataclass(frozen=True)
+class RoutingSettings(_Section):
+    """A routed arm (beyond the paper; synergy/routing.py, docs/routing.md): the signal and its threshold."""
+
+    signal: str = "agreement"    # share of the fast arm's samples that give its most common answer
+    threshold: float = 1.0       # the fast arm answers when the signal is at least this; else the slow arm
+
+    def __post_init__(self):
+        if self.signal != "agreement":
+            raise ConfigError(f"config key 'signal': unknown routing signal {self.signal!r}; known: ['agreement']")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"config key 'threshold': must be in [0, 1], got {self.threshold}")
+
+
+ARM_KINDS = {"base": None, "sft": SFTSettings, "grpo": GRPOSettings, "mixing": SFTSettings, "merge": None,
+             "routed": RoutingSettings}
+DEFAULTS_SECTION = {"sft": "sft", "grpo": "grpo", "mixing": "sft", "routed": "routing"}  # defaults an arm's settings override
 
 
 @dataclass(frozen=True)
@@ -181,6 +196,8 @@ class ArmSpec(_Section):
     source: str | None = None           # mixing: the RL arm whose correct samples are mixed with the traces
     method: str | None = None           # merge (generated from `merging:`): linear | ties | slerp
     sft_ratio: float | None = None      # merge: weight of the SFT arm (0 = the RL arm, 1 = the SFT arm)
+    fast: str | None = None             # routed: the arm whose samples' agreement routes, and answers when they agree
+    slow: str | None = None             # routed: the arm that answers the other questions
     init_epoch: int | None = None       # start from this epoch of the init arm (an SFT arm's keep_epochs) instead of
                                         # its chosen model (paper §3.1: two-stage from the epoch-4 checkpoint)
 
@@ -210,6 +227,8 @@ def arm_parents(arm: Mapping, cfg: Mapping) -> list[str]:
     kind = arm["kind"]
     if kind == "base":
         return []
+    if kind == "routed":
+        return [a for a in (arm.get("fast"), arm.get("slow")) if a]
     if kind == "merge":
         m = cfg["merging"]
         return [m["sft_arm"], m["rl_arm"]] + ([m.get("base_arm", "base")] if arm.get("method") == "ties" else [])

@@ -120,6 +120,9 @@ def _arm_errors(cfg: Mapping, schema: Mapping | None = None) -> list[str]:
     for i, a in enumerate(user_arms):
         if a["kind"] == "base":
             continue
+        if a["kind"] == "routed":
+            errors += _routed_errors(cfg, i, a, kinds)
+            continue
         parent = a.get("init", "base")
         if parent not in names:
             errors.append(f"config key 'arms[{i}].init': arm {a['name']!r} starts from {parent!r}, which is not an arm")
@@ -179,6 +182,31 @@ def _arm_errors(cfg: Mapping, schema: Mapping | None = None) -> list[str]:
         missing = [a for a in table["arms"] if a not in names]
         if missing:
             errors.append(f"config key 'tables[{i}]' ({table['name']}): arms {missing} are not declared in 'arms'")
+    return errors
+
+
+def _routed_errors(cfg, i: int, a, kinds: Mapping[str, str]) -> list[str]:
+    """A routed arm names two different arms with their own models (``fast``, ``slow``) and no training of its own."""
+    errors = []
+    for key in ("fast", "slow"):
+        arm = a.get(key)
+        if not arm:
+            errors.append(f"missing required config key 'arms[{i}].{key}' (arm {a['name']!r} is of kind routed)")
+        elif arm not in kinds:
+            errors.append(f"config key 'arms[{i}].{key}': {arm!r} is not an arm")
+        elif kinds[arm] == "routed":
+            errors.append(f"config key 'arms[{i}].{key}': {arm!r} is itself a routed arm")
+    if a.get("fast") and a.get("fast") == a.get("slow"):
+        errors.append(f"config key 'arms[{i}]': a routed arm needs two different arms, got {a['fast']!r} twice")
+    for key in ("train_set", "source", "init_epoch"):
+        if a.get(key) is not None:
+            errors.append(f"config key 'arms[{i}].{key}': a routed arm trains nothing (arm {a['name']!r})")
+    if (cfg.get("judge") or {}).get("enabled"):
+        errors.append(f"config key 'arms[{i}]': routed arms are not judged; turn the judge off or drop {a['name']!r}")
+    try:
+        resolve_settings(cfg, ArmSpec.from_dict(a, f"arms[{i}]"), ARM_KINDS["routed"])
+    except (ConfigError, TypeError) as exc:
+        errors.append(f"config key 'arms[{i}]' ({a['name']}): {exc}")
     return errors
 
 

@@ -6,8 +6,8 @@ bootstrap interval over questions, the paper's own value where it gives one, and
 stated rule (``synergy.findings.verdict``). Reads parquet only; never imports torch.
 """
 
-from synergy.findings.check import check_findings
+from synergy.findings.check import check_findings, paper_holds
 from synergy.findings.settings import FindingsConfig
 from synergy.findings.verdict import RULE_TEXT
 
-__all__ = ["RULE_TEXT", "FindingsConfig", "check_findings"]
+__all__ = ["RULE_TEXT", "FindingsConfig", "check_findings", "paper_holds"]

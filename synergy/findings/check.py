@@ -137,6 +137,9 @@ class _Checker:
         return [self.part(f"best combination ({self.roles[best]}) - better parent ({self.roles[parent]})",
                           acc[best] - acc[parent], "at_most", tolerance=self.cfg.synergy_tolerance)]
 
+    def R1(self):
+        return [self.part(f"routed - {r}", self.gain("routed", r), "directional", sign=1) for r in ("rl", "sft")]
+
     def F12(self):
         prof = {r: self.profile(r) for r in ("sft", "rl")}
 
@@ -191,7 +194,14 @@ CLAIMS: tuple[tuple[str, str, str, str, str], ...] = (
     ("F13", "data mixing answers longer than RL's", "Table 7", "length difference (tokens)", "+416"),
     ("F14", "linear merging interpolates: accuracy monotone in the SFT ratio", "Fig. 14",
      "largest step against (points)", "monotone"),
+    ("R1", "beyond the paper: routing by the RL arm's self-agreement beats both parents on average",
+     "docs/routing.md", "gain (points), smaller part", ""),
 )
+
+
+def paper_holds(table: pl.DataFrame) -> int:
+    """How many of the paper's own claims (F1..F14; not the R claims beyond the paper) hold."""
+    return int(((table["verdict"] == V.HOLDS) & table["claim"].str.starts_with("F")).sum())
 
 
 def _fmt(p: dict) -> str:

@@ -26,6 +26,7 @@ class FindingRoles(_Section):
     progressive: str = "progressive"
     mixing: str = "mixing"
     merge: str = "merge-linear-0.25"        # Table 6's merging row
+    routed: str = "routed"                  # beyond the paper: the routed arm (claim R1, docs/routing.md)
     merge_method: str = "linear"            # Fig. 14: the method whose ratio sweep is checked (merge-<method>-<ratio>)
 
 

@@ -66,6 +66,24 @@ def arms_of_kind(study: StudyConfig, *kinds: str) -> list[str]:
     return [a.name for a in study.arms if a.kind in kinds]
 
 
+def model_arms(study: StudyConfig) -> list[str]:
+    """Arms with a model of their own, evaluated by rule evaluate (every kind but routed)."""
+    return [a.name for a in study.arms if a.kind != "routed"]
+
+
+def routed_inputs(study: StudyConfig, arm: str, bench: str) -> dict[str, str]:
+    """The two evaluations a routed arm reads on one benchmark: its fast and its slow arm's."""
+    spec = study.arm(arm)
+    return {"fast": EVAL_PATH.format(study=study.name, arm=spec.fast, bench=bench),
+            "slow": EVAL_PATH.format(study=study.name, arm=spec.slow, bench=bench)}
+
+
+def routing_params(study: StudyConfig, arm: str) -> dict:
+    """What rule route_answers needs: the two arms and the routing settings (signal, threshold)."""
+    spec = study.arm(arm)
+    return {"fast": spec.fast, "slow": spec.slow, **study.arm_settings(arm).to_dict()}
+
+
 def eval_paths(study: StudyConfig, arms) -> list[str]:
     return [EVAL_PATH.format(study=study.name, arm=a, bench=b) for a in arms for b in study.bench_names]
 

@@ -1,0 +1,24 @@
+"""Glue for rule route_answers (a routed arm on one benchmark). Logic: synergy.routing.route."""
+import logging
+
+import polars as pl
+
+from synergy.io import write_parquet
+from synergy.logs import setup_logging
+from synergy.routing import route, sweep
+
+setup_logging(snakemake.log[0])
+p = snakemake.params.routing
+fast, slow = pl.read_parquet(snakemake.input.fast), pl.read_parquet(snakemake.input.slow)
+out = route(fast, slow, arm=snakemake.wildcards.arm, threshold=p["threshold"], signal=p["signal"],
+            names=(p["fast"], p["slow"]))
+per_q = out.group_by("id").agg(pl.col("routed_to").first(), pl.col("routing_tokens").first(), pl.col("correct").mean())
+to_slow = int((per_q["routed_to"] == p["slow"]).sum())
+logging.info("%s: %d questions, %d answered by %s (agreement >= %g), %d by %s; accuracy %.1f%% (%s %.1f%%, %s %.1f%%); "
+             "tokens generated per question %.1f", snakemake.wildcards.bench, per_q.height, per_q.height - to_slow,
+             p["fast"], p["threshold"], to_slow, p["slow"], 100 * out["correct"].mean(), p["fast"],
+             100 * fast["correct"].mean(), p["slow"], 100 * slow["correct"].mean(), per_q["routing_tokens"].mean())
+for row in sweep(fast, slow, [0.0, 0.25, 0.5, 0.75, 1.0], names=(p["fast"], p["slow"])).iter_rows(named=True):
+    logging.info("threshold %.2f: accuracy %.1f%%, tokens per question %.1f, %.0f%% of questions to %s", row["threshold"],
+                 row["accuracy"], row["tokens_per_question"], 100 * row["share_to_slow"], p["slow"])
+write_parquet(out.to_arrow(), snakemake.output[0])

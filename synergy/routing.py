@@ -1,0 +1,85 @@
+"""A routed arm: each question answered by one of two trained arms, chosen by a difficulty signal measured at test time.
+
+Beyond the paper. Its conclusion (paper §4) leaves open how to keep SFT's gains on hard questions without its
+losses on easy ones; routing by difficulty is one answer. The signal never reads the gold answer or the base
+model's levels: it is the agreement of the fast arm's own k samples (self-consistency), the share of them that
+give the most common extracted answer (a sample with no answer agrees with nothing). When the fast arm agrees
+with itself at least ``threshold``, its samples answer the question; otherwise the slow arm's do.
+
+Cost: the fast arm's samples are always generated (they are the signal); the slow arm's only for the questions
+routed to it. Each routed row records the arm that answered (``routed_to``), the signal (``agreement``) and the
+tokens both arms generated for that question (``routing_tokens``). docs/routing.md has the definitions and the
+measured results.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import polars as pl
+
+SIGNALS = ("agreement",)
+
+
+def agreement(extracted: Sequence[str | None]) -> float:
+    """Share of samples that give the most common answer; samples without an answer count as disagreeing."""
+    answers = [a for a in extracted if a is not None and a != ""]
+    if not extracted:
+        raise ValueError("no samples to measure agreement on")
+    return (Counter(answers).most_common(1)[0][1] if answers else 0) / len(extracted)
+
+
+def _signals(fast: pl.DataFrame) -> pl.DataFrame:
+    rows = []
+    for (bench, qid), g in fast.group_by(["bench", "id"], maintain_order=True):
+        rows.append({"bench": bench, "id": qid, "agreement": agreement(g["extracted"].to_list()),
+                     "fast_tokens": int(g["num_tokens"].sum())})
+    return pl.DataFrame(rows, schema={"bench": pl.String, "id": pl.String, "agreement": pl.Float64,
+                                      "fast_tokens": pl.Int64})
+
+
+def _check_same_questions(fast: pl.DataFrame, slow: pl.DataFrame, names: tuple[str, str]) -> None:
+    qf = set(zip(fast["bench"], fast["id"]))
+    qs = set(zip(slow["bench"], slow["id"]))
+    if qf != qs:
+        only = sorted(qf ^ qs)[:3]
+        raise ValueError(f"arms {names[0]!r} and {names[1]!r} evaluated different questions ({len(qf ^ qs)} differ, "
+                         f"e.g. {only}): a routed arm needs both on the same benchmark questions")
+
+
+def route(fast: pl.DataFrame, slow: pl.DataFrame, *, arm: str, threshold: float, signal: str = "agreement",
+          names: tuple[str, str] = ("fast", "slow")) -> pl.DataFrame:
+    """The routed arm's evaluation rows: per question, the fast arm's samples when its agreement >= ``threshold``,
+    else the slow arm's; columns of the chosen arm's rows plus ``routed_to``, ``agreement``, ``routing_tokens``."""
+    if signal not in SIGNALS:
+        raise ValueError(f"unknown routing signal {signal!r}; known: {list(SIGNALS)}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"routing threshold must be in [0, 1], got {threshold}")
+    _check_same_questions(fast, slow, names)
+    sig = _signals(fast).with_columns((pl.col("agreement") >= threshold).alias("_to_fast"))
+    slow_tokens = slow.group_by(["bench", "id"]).agg(pl.col("num_tokens").sum().alias("slow_tokens"))
+    sig = sig.join(slow_tokens, on=["bench", "id"], how="left").with_columns(
+        pl.when(pl.col("_to_fast")).then(pl.lit(names[0])).otherwise(pl.lit(names[1])).alias("routed_to"),
+        (pl.col("fast_tokens") + pl.when(pl.col("_to_fast")).then(0).otherwise(pl.col("slow_tokens")))
+        .alias("routing_tokens"))
+    keep = sig.select("bench", "id", "_to_fast", "routed_to", "agreement", "routing_tokens")
+    a = fast.join(keep.filter(pl.col("_to_fast")), on=["bench", "id"], how="inner")
+    b = slow.join(keep.filter(~pl.col("_to_fast")), on=["bench", "id"], how="inner")
+    order = fast.select("bench", "id").unique(maintain_order=True).with_row_index("_q")
+    out = pl.concat([a, b], how="diagonal_relaxed").join(order, on=["bench", "id"]).sort("_q", "sample")
+    return out.drop("_to_fast", "_q").with_columns(pl.lit(arm).alias("arm"))
+
+
+def sweep(fast: pl.DataFrame, slow: pl.DataFrame, thresholds: Sequence[float],
+          names: tuple[str, str] = ("fast", "slow")) -> pl.DataFrame:
+    """Accuracy (%) and generated tokens per question of the routed arm at each threshold (the trade-off)."""
+    out = []
+    for t in thresholds:
+        r = route(fast, slow, arm="sweep", threshold=t, names=names)
+        per_q = r.group_by(["bench", "id"]).agg(pl.col("correct").mean(), pl.col("routing_tokens").first(),
+                                                 (pl.col("routed_to") == names[1]).first().alias("to_slow"))
+        out.append({"threshold": float(t), "accuracy": 100 * float(per_q["correct"].mean()),
+                    "tokens_per_question": float(per_q["routing_tokens"].mean()),
+                    "share_to_slow": float(per_q["to_slow"].mean())})
+    return pl.DataFrame(out)

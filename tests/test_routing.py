@@ -1,0 +1,104 @@
+"""The routed arm (synergy/routing.py, docs/routing.md): the signal, the routing, its cost, its config and its rule."""
+import copy
+
+import polars as pl
+import pytest
+import yaml
+
+from synergy.config import ConfigError, load_config
+from synergy.routing import agreement, route, sweep
+
+
+def _evals(arm: str, answers: dict[str, list[str | None]], gold: dict[str, str], tokens: int) -> pl.DataFrame:
+    rows = [{"bench": "b", "id": q, "sample": k, "response": f"{arm} {a}", "num_tokens": tokens, "truncated": False,
+             "extracted": a, "correct": a == gold[q], "format_ok": a is not None, "status": "ok", "arm": arm}
+            for q, xs in answers.items() for k, a in enumerate(xs)]
+    return pl.DataFrame(rows)
+
+
+GOLD = {"q1": "3", "q2": "5", "q3": "7"}
+FAST = _evals("rl", {"q1": ["3", "3", "3", "3"], "q2": ["4", "5", "4", "6"], "q3": [None, None, None, None]}, GOLD, 10)
+SLOW = _evals("sft", {"q1": ["2", "2", "3", "2"], "q2": ["5", "5", "5", "5"], "q3": ["7", "7", "1", "7"]}, GOLD, 100)
+
+
+def test_agreement_is_the_share_of_the_most_common_answer_and_no_answer_agrees_with_nothing():
+    assert agreement(["3", "3", "3", "3"]) == 1.0
+    assert agreement(["4", "5", "4", "6"]) == 0.5
+    assert agreement([None, None, None, None]) == 0.0
+    assert agreement(["1", None, None, "1"]) == 0.5
+
+
+def test_route_answers_each_question_with_one_arm_and_records_why_and_the_cost():
+    out = route(FAST, SLOW, arm="routed", threshold=1.0, names=("rl", "sft"))
+    assert out.height == FAST.height and set(out["arm"]) == {"routed"}
+    per_q = {r["id"]: r for r in out.group_by("id").agg(pl.col("routed_to").first(), pl.col("agreement").first(),
+                                                        pl.col("routing_tokens").first(), pl.col("correct").mean())
+             .iter_rows(named=True)}
+    assert per_q["q1"]["routed_to"] == "rl" and per_q["q1"]["routing_tokens"] == 40          # rl's samples only
+    assert per_q["q2"]["routed_to"] == "sft" and per_q["q2"]["routing_tokens"] == 40 + 400   # both arms generated
+    assert per_q["q2"]["agreement"] == 0.5 and per_q["q2"]["correct"] == 1.0
+    assert per_q["q3"]["routed_to"] == "sft" and per_q["q3"]["correct"] == 0.75
+    # rows keep the chosen arm's responses, in the fast arm's question order
+    assert out.filter(pl.col("id") == "q2")["response"].to_list() == ["sft 5"] * 4
+    assert out["id"].to_list() == FAST["id"].to_list()
+
+
+def test_the_threshold_trades_accuracy_for_tokens():
+    s = sweep(FAST, SLOW, [0.0, 0.5, 1.0], names=("rl", "sft"))
+    assert s["share_to_slow"].to_list() == pytest.approx([0, 1 / 3, 2 / 3])   # threshold 0: always the fast arm
+    assert s["tokens_per_question"].is_sorted()
+    assert s["accuracy"].to_list()[-1] == pytest.approx(100 * (1 + 1 + 0.75) / 3)
+
+
+def test_different_questions_are_refused_naming_them():
+    with pytest.raises(ValueError, match="evaluated different questions"):
+        route(FAST, SLOW.filter(pl.col("id") != "q3"), arm="routed", threshold=1.0)
+    with pytest.raises(ValueError, match="threshold must be in"):
+        route(FAST, SLOW, arm="routed", threshold=1.5)
+
+
+def _config() -> dict:
+    return yaml.safe_load(open("config/config.yaml"))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"fast": None}, "missing required config key 'arms\\[.*\\].fast'"),
+    ({"slow": "nope"}, "'nope' is not an arm"),
+    ({"slow": "rl"}, "two different arms"),
+    ({"train_set": "eureka"}, "a routed arm trains nothing"),
+    ({"settings": {"threshold": 2}}, "threshold"),
+    ({"settings": {"signal": "logprob"}}, "signal"),
+])
+def test_config_refuses_a_bad_routed_arm(change, message):
+    cfg = _config()
+    arm = next(a for a in cfg["arms"] if a["kind"] == "routed")
+    arm.update(change)
+    if arm.get("fast") is None:
+        del arm["fast"]
+    with pytest.raises(ConfigError, match=message):
+        load_config(cfg)
+
+
+def test_a_routed_arm_of_a_routed_arm_and_a_judged_study_are_refused():
+    cfg = _config()
+    cfg["arms"].append({"name": "routed2", "kind": "routed", "fast": "routed", "slow": "rl"})
+    with pytest.raises(ConfigError, match="itself a routed arm"):
+        load_config(cfg)
+    cfg = copy.deepcopy(_config())
+    cfg["judge"] = {**(cfg.get("judge") or {}), "enabled": True, "model": {"path": "x/y"},
+                    "sampling": {"temperature": 0, "top_p": 1, "top_k": 0, "max_new_tokens": 8}}
+    with pytest.raises(ConfigError, match="routed arms are not judged"):
+        load_config(cfg)
+
+
+def test_the_default_study_routes_rl_and_sft_and_shows_the_arm_in_table6_and_fig1():
+    study = load_config(_config())
+    arm = study.arm("routed")
+    assert (arm.fast, arm.slow) == ("rl", "sft-eureka")
+    assert study.arm_settings("routed").threshold == 1.0
+    assert "routed" in study.tables["table6_synergy"]
+    from synergy.workflow import model_arms, routed_inputs
+    assert "routed" not in model_arms(study) and "rl" in model_arms(study)
+    assert routed_inputs(study, "routed", "synth-count") == {
+        "fast": "results/embedded/eval/rl/synth-count.parquet",
+        "slow": "results/embedded/eval/sft-eureka/synth-count.parquet"}
