@@ -150,7 +150,7 @@ def smoke_run(tmp_path_factory) -> SmokeRun:
 # ---------------------------------------------------------------------------------------------- sacct
 
 
-SACCT_FIELDS = ["JobIDRaw", "JobName", "State", "Partition", "Account", "AllocTRES", "WorkDir", "Comment"]
+SACCT_FIELDS = ["JobID", "JobIDRaw", "JobName", "State", "Partition", "Account", "AllocTRES", "WorkDir", "Comment"]
 
 
 def sacct_jobs(wd: Path, started: str) -> list[dict]:
