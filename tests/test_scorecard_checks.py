@@ -91,3 +91,21 @@ def test_bad_entries_are_named():
         check_external({"name": "x", "path": "/a", "hub": "o/m"})
     with pytest.raises(ExternalError, match=r"unknown keys \['pth'\]"):
         check_external({"name": "x", "pth": "/a"})
+
+
+def test_snakemake_stops_before_any_job_on_a_bad_external_and_on_a_taken_name(tmp_path):
+    """The checks run when the DAG is built: a dry run of a study with a bad entry fails with the message."""
+    import subprocess
+
+    import yaml
+    from tiny_study import snakemake_cmd, tiny_study
+
+    study = tiny_study("ext", external=[{"name": "mine", "path": str(tmp_path / "nowhere")}])
+    (tmp_path / "ext.yaml").write_text(yaml.safe_dump(study))
+    out = subprocess.run(snakemake_cmd(tmp_path, "-n", configs=[tmp_path / "ext.yaml"]), capture_output=True, text=True)
+    assert out.returncode != 0 and "external arm 'mine': folder" in out.stdout + out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*.parquet"))
+    with pytest.raises(ExternalError, match="the name is taken by a study arm"):
+        from synergy.scorecard.checks import check_externals
+
+        check_externals({"arms": [{"name": "base", "kind": "base"}], "external": [{"name": "base", "path": "/x"}]})

@@ -15,7 +15,9 @@ folder's JSON files (never torch or transformers, so it runs when Snakemake buil
 * code of its own (``auto_map`` in ``config.json``, for a model type transformers does not ship) without
   ``trust_remote_code: true``.
 
-Not wired into the workflow yet (docs/scorecard.md §4).
+``check_externals`` runs every entry's checks when Snakemake builds the DAG (rules/common.smk), so a bad entry
+stops the run before any job; an entry's name must not be a study arm's. The evaluation and the scorecard
+rules are not built yet (docs/scorecard.md §4).
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ class ExternalArm:
         if unknown:
             raise ExternalError(f"external arm {raw.get('name')!r}: unknown keys {unknown} "
                                 f"(known: {sorted(cls.__dataclass_fields__)})")
-        arm = cls(**raw)
-        if not arm.name:
+        if not raw.get("name"):
             raise ExternalError(f"an external arm needs a name: {dict(raw)}")
+        arm = cls(**raw)
         if (arm.path is None) == (arm.hub is None):
             raise ExternalError(f"external arm {arm.name!r}: give exactly one of 'path' (a local folder) and "
                                 f"'hub' (a hub id, with 'revision')")
@@ -130,3 +132,19 @@ def check_folder(folder: Path, arm: ExternalArm) -> None:
         if token_id not in ids:
             raise ExternalError(f"external arm {arm.name!r}: processor does not match the model: the model's "
                                 f"image_token_id {token_id} is not a token of its tokenizer ({folder / 'tokenizer.json'})")
+
+
+def check_externals(config: Mapping, *, env: Mapping[str, str] | None = None) -> list[Path | None]:
+    """Check every entry of the study config's ``external:`` list (module docstring); names must be new."""
+    entries = config.get("external") or []
+    arms = {a.get("name") for a in config.get("arms") or []}
+    seen: set[str] = set()
+    out = []
+    for raw in entries:
+        name = raw.get("name")
+        if name in arms or name in seen:
+            raise ExternalError(f"external arm {name!r}: the name is taken by " +
+                                ("a study arm" if name in arms else "another external arm") + "; give it another name")
+        seen.add(name)
+        out.append(check_external(raw, env=env))
+    return out
