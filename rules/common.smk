@@ -47,12 +47,16 @@ from synergy.workflow import (
 )
 
 from synergy.resources import check_rule_names, rule_threads, snakemake_resources
+from synergy.scorecard.checks import check_externals
 
 STUDY = load_config(config)
 
 # One name, one set of settings (synergy/workflow/record.py): a study's files live in results/<study.name>/ and
 # logs/<study.name>/; a run whose settings differ from those recorded under its name stops here, before any job.
 check_record(config)
+# Checkpoints the study did not train (external:): missing folder, not a VLM, processor mismatch, hub id offline,
+# trust_remote_code needed -- stop here with the problem named (synergy/scorecard/checks.py, docs/scorecard.md §2).
+check_externals(config)
 
 
 onstart:

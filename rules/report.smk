@@ -26,15 +26,17 @@ from synergy.report.targets import (
 )
 
 from synergy.report.findings_targets import FINDINGS_TABLE, findings_inputs, findings_params
+from synergy.workflow import COST_TABLE, cost_graph, cost_inputs
 
 REPORT = report_config(STUDY)
-REPORT_CODE = [code_file(workflow.basedir, "synergy", "report", f) for f in ("figures.py", "study_tables.py")]
+REPORT_CODE = [code_file(workflow.basedir, "synergy", "report", f) for f in ("figures.py", "study_tables.py", "cost.py")]
 
 
 localrules:
     tabulate_level_gain,
     tabulate_reasoning_words,
     check_findings,
+    tabulate_cost,  # on the submitting host, where sacct answers (docs/cost.md §3)
     make_figure,
     make_report,
 
@@ -159,3 +161,26 @@ rule make_report:
         "results/{study}/benchmarks/make_report/all.tsv"
     script:
         "../scripts/make_report.py"
+
+
+rule tabulate_cost:
+    """What each arm took end to end (own training, what it builds on, evaluation, shared stages): docs/cost.md."""
+    input:
+        jobs=cost_inputs(STUDY),
+        code=code_file(workflow.basedir, "synergy", "report", "cost.py"),
+    output:
+        csv=report(table_csv(COST_TABLE), caption="../report/cost.rst", category=report_section(COST_TABLE),
+                   labels={"table": COST_TABLE}),
+        md=table_md(COST_TABLE),
+    params:
+        graph=cost_graph(STUDY),
+    resources:
+        **res("tabulate_cost"),
+    conda:
+        "../envs/cpu.yaml"
+    log:
+        "logs/{study}/tabulate_cost/cost.log",
+    benchmark:
+        "results/{study}/benchmarks/tabulate_cost/cost.tsv"
+    script:
+        "../scripts/tabulate_cost.py"

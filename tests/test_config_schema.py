@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+
+from synergy.scorecard.checks import ExternalArm
 import yaml
 
 from synergy.config import (
@@ -75,6 +77,7 @@ SECTIONS: list[tuple[str, type]] = [
     ("vllm", VLLMConfig),
     ("sharding", ShardingConfig),
     ("tracking", TrackingConfig),
+    ("external[]", ExternalArm),
     ("judge", JudgeConfig),
     ("judge.model", JudgeModel),
     ("findings", FindingsConfig),

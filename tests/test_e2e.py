@@ -78,7 +78,8 @@ def test_every_job_has_a_log_and_a_benchmark(smoke_run):
     assert set(logs) == {"build_synthetic_benchmark", "build_synthetic_train_set", "build_base_model",
                          "sample_difficulty", "assign_levels", "tabulate_level_counts", "train_sft", "train_grpo",
                          "sample_train_pass_rates", "tabulate_arms", "build_mixing_set", "merge_models",
-                         "tabulate_level_gain", "tabulate_reasoning_words", "check_findings", "make_figure", "make_report", "evaluate"}
+                         "tabulate_level_gain", "tabulate_reasoning_words", "check_findings", "make_figure", "make_report", "evaluate",
+                         "tabulate_cost"}
     # evaluation.per_job: arm (config.yaml): one evaluate job, log and benchmark file per arm, all benchmarks in it
     assert sorted(p.stem for p in (wd / "logs/smoke/evaluate").glob("*.log")) == sorted(ARMS)
     assert sorted(p.stem for p in (wd / "results/smoke/benchmarks/evaluate").glob("*.tsv")) == sorted(ARMS)
@@ -179,7 +180,7 @@ def test_changing_figure_code_reruns_only_the_report(smoke_run):
         os.utime(code, (st.st_atime, st.st_mtime))
     assert out.returncode == 0, out.stderr[-3000:]
     counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M) if k != "total"}
-    assert counts.get("make_figure") == 12 and counts.get("make_report") == 1, counts
+    assert counts.get("make_figure") == 13 and counts.get("make_report") == 1, counts
     assert set(counts) <= {"make_figure", "make_report", "all"}, counts
 
 
@@ -207,3 +208,26 @@ def test_snakemake_report_shows_every_figure_and_table(smoke_run, tmp_path):
                    or n.endswith(".html"))
     assert "Combining SFT and RL" in html and "level by level" in html  # categories by paper section
     assert "Table 6: accuracy" in html  # a table's caption
+
+
+def test_cost_table_sums_the_benchmark_files_and_is_in_the_report(tmp_path_factory):
+    """cost.csv (docs/cost.md): each arm's training, evaluation and shared stages equal its jobs' benchmark files
+    (from sacct when the run went through Slurm); the mixing arm builds on its RL source, the pass-rate sampling
+    and the mixing set; GPU-hours where config/smoke.yaml asks train_sft for a GPU; the cost page and figure in
+    all.pdf."""
+    from cost_check import benchmark_seconds, check_cost, report_pages
+
+    run = slurmci.smoke_run(tmp_path_factory)
+    root = run.wd / "results/smoke"
+    table = check_cost(root, {"train_sft": 1}, slurm=run.slurm)
+    wall = benchmark_seconds(root)
+    mixing = table.filter(pl.col("arm") == "mixing").row(0, named=True)
+    parts = ["build_mixing_set/mixing.tsv", "train_grpo/rl-noeasy.tsv",
+             next(k for k in wall if k.startswith("sample_train_pass_rates/rl."))]
+    if not run.slurm:
+        assert mixing["builds_on_s"] == pytest.approx(sum(wall[k] for k in parts))
+        sft = table.filter(pl.col("arm") == "sft-eureka").row(0, named=True)
+        assert sft["own_gpu_hours"] == pytest.approx(wall["train_sft/sft-eureka.tsv"] / 3600)
+    assert mixing["gpu_hours"] > 0  # its own SFT on a GPU
+    pages = report_pages(run.wd, "smoke")
+    assert any(p.startswith("Cost of every arm") for p in pages) and any(p.startswith("Average accuracy against") for p in pages)

@@ -24,9 +24,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("synergy.config", "synergy.resources", "synergy.memory_plan")),
     ("models and generation", ("synergy.models", "synergy.generate", "synergy.shards", "synergy.analysis",
                                "synergy.difficulty", "synergy.findings")),
-    ("stages", ("synergy.train", "synergy.pretrain", "synergy.sampling", "synergy.mixing", "synergy.merge",
+    ("stages", ("synergy.train", "synergy.pretrain", "synergy.vision_pretrain", "synergy.sampling", "synergy.mixing", "synergy.merge",
                 "synergy.judge", "synergy.judge_guard", "synergy.regrade", "synergy.launch")),
-    ("workflow", ("synergy.workflow",)),
+    ("workflow", ("synergy.workflow", "synergy.scorecard")),
     ("report", ("synergy.report", "synergy.compare")),
 ]
 # What the Snakemake driver imports when it builds the DAG (Snakefile, rules/*.smk): never torch or transformers.

@@ -31,8 +31,18 @@ def smoke():
 def test_figure_targets_are_every_figure_table5_and_the_report(study):
     targets = T.figure_targets(study)
     assert targets[-1] == "results/embedded/figures/all.pdf"
-    assert [t for t in targets if t.startswith("results/embedded/figures/fig")] == [f"results/embedded/figures/{f}.pdf" for f in T.FIGURES]
+    figures = [t for t in targets if t.startswith("results/embedded/figures/") and not t.endswith("/all.pdf")]
+    assert figures == [f"results/embedded/figures/{f}.pdf" for f in T.FIGURES]
     assert "results/embedded/tables/table5_reasoning_words.csv" in targets
+    assert "results/embedded/tables/cost.csv" in targets and "cost_accuracy" in T.FIGURES  # docs/cost.md
+
+
+def test_the_cost_page_and_figure_come_last_before_the_appendix(study):
+    names = [i["name"] for i in T.report_items(study)]
+    assert names.index("cost") == names.index("merge_grid") + 1 and names.index("cost_accuracy") == names.index("cost") + 1
+    assert T.figure_arms(study, "cost_accuracy") == study.arm_names  # every arm
+    assert T.figure_inputs(study, "cost_accuracy") == {"cost": "results/embedded/tables/cost.csv",
+                                                        "levels": "results/embedded/tables/level_accuracy.csv"}
 
 
 def test_schema_lists_exactly_the_figures_of_the_registry():

@@ -27,7 +27,7 @@ def test_dry_run_of_the_whole_study_lists_every_job():
                       "sample_difficulty": 5, "assign_levels": 1, "tabulate_level_counts": 1,
                       "train_sft": 4, "train_grpo": 6, "sample_train_pass_rates": 1, "build_mixing_set": 1,
                       "merge_models": 9, "evaluate": 20, "route_answers": 5, "tabulate_arms": 7,
-                      "tabulate_level_gain": 1, "tabulate_reasoning_words": 1, "check_findings": 1, "make_figure": 12, "make_report": 1,
+                      "tabulate_level_gain": 1, "tabulate_reasoning_words": 1, "check_findings": 1, "tabulate_cost": 1, "make_figure": 13, "make_report": 1,
                       "all": 1}
 
 
@@ -37,7 +37,7 @@ def test_smoke_study_runs_every_rule():
                       "sample_difficulty": 2, "assign_levels": 1, "tabulate_level_counts": 1,
                       "train_sft": 2, "train_grpo": 2, "sample_train_pass_rates": 2, "build_mixing_set": 1,
                       "merge_models": 1, "evaluate": 6, "tabulate_arms": 6,
-                      "tabulate_level_gain": 1, "tabulate_reasoning_words": 1, "check_findings": 1, "make_figure": 12, "make_report": 1,
+                      "tabulate_level_gain": 1, "tabulate_reasoning_words": 1, "check_findings": 1, "tabulate_cost": 1, "make_figure": 13, "make_report": 1,
                       "all": 1}
 
 

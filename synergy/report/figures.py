@@ -380,6 +380,31 @@ def merging(grid: pd.DataFrame | None, path: str | Path | None = None, *, benche
     return _finish(fig, caption, missing, note, path)
 
 
+def cost_accuracy(cost: pd.DataFrame, levels: pd.DataFrame, arms: Sequence[str], path=None, *, caption: str = "",
+                note: str = ""):
+    """Average accuracy over benchmarks against each arm's own cost (training + what it builds on): GPU-hours when
+    any rule asked for GPUs, else wall hours of the same jobs (synergy/report/cost.py); one point per arm (every arm of the study)."""
+    d = cost[cost["arm"].isin(arms)].set_index("arm")
+    scores = bench_scores(levels[levels["arm"].isin(arms)])
+    avg = scores[scores["bench"] == "avg"].set_index("arm")["accuracy"]
+    present = [a for a in arms if a in d.index and a in avg.index]
+    absent = [a for a in arms if a not in present]
+    gpu = bool((d["own_gpu_hours"] > 0).any())
+    x = d["own_gpu_hours"] if gpu else (d["train_s"] + d["builds_on_s"]) / 3600
+    fig, axes, spare = _panels(1, ncols=1, size=(6.0, 4.2))
+    ax = axes[0]
+    for arm in present:
+        ax.plot([x[arm]], [avg[arm]], ls="none", color=arm_colour(arm), marker=arm_marker(arm), ms=8)
+        ax.annotate(arm, (x[arm], avg[arm]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("GPU-hours of the arm's training and what it builds on" if gpu
+                  else "wall hours of the arm's training and what it builds on (no rule asked for GPUs)")
+    ax.set_ylabel("average accuracy over benchmarks (%)")
+    ax.grid(alpha=0.3)
+    ax.margins(0.15)
+    _legend(fig, [_arm_handle(a, line=False) for a in present], spare)
+    return _finish(fig, caption, absent, note, path)
+
+
 # --------------------------------------------------------------------------- file entry points
 
 
@@ -397,6 +422,8 @@ def read_inputs(kind: str, inputs: Mapping[str, str | Sequence[str]]) -> dict:
         return {"words": pd.read_csv(inputs["words"])}
     if kind == "merging":
         return {"grid": pd.read_csv(inputs["grid"]) if inputs.get("grid") else None}
+    if kind == "cost":
+        return {"cost": pd.read_csv(inputs["cost"]), "levels": pd.read_csv(inputs["levels"])}
     raise KeyError(f"unknown figure kind {kind!r}")
 
 
@@ -418,4 +445,6 @@ def draw(spec: Mapping, data: Mapping, path: str | Path | None = None) -> Figure
         return reasoning_words(data["words"], arms, path, **common)
     if kind == "merging":
         return merging(data["grid"], path, benches=spec.get("benches"), **common)
+    if kind == "cost":
+        return cost_accuracy(data["cost"], data["levels"], arms, path, **common)
     raise KeyError(f"unknown figure kind {kind!r}")

@@ -10,6 +10,8 @@ Uses matplotlib's PdfPages; never imports torch.
 
 from __future__ import annotations
 
+import logging
+
 import datetime as _dt
 import math
 import subprocess
@@ -147,6 +149,7 @@ def build_report(path: str | Path, info: Mapping, items: Sequence[Mapping]) -> i
     contents, page = [], 2
     for caption, _, count in prepared:
         contents.append((page, caption))
+        logging.getLogger("synergy.report").info("page %d: %s", page, caption)
         page += count
     pages = 0
     with atomic_path(path) as tmp, PdfPages(tmp, metadata={"Title": f"synergy: {info.get('study')}",

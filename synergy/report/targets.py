@@ -24,6 +24,7 @@ from typing import Any
 from synergy.analysis import REASONING_WORDS
 from synergy.config import ConfigError, StudyConfig, _Section
 from synergy.workflow import (
+    COST_TABLE,
     EVAL_PATH,
     FIGURE_PATH,
     FIGURES,
@@ -60,6 +61,7 @@ REPORT_SECTIONS = {
                              "fig12_interleaved_dynamics", "fig13_progressive_dynamics", "fig14_merging")},
     "findings": "Findings: the paper's claims on this study",
     "judge_effect": "§2.4 Evaluation: the LLM judge",
+    "cost": "Cost: what each arm took", "cost_accuracy": "Cost: what each arm took",
 }
 
 
@@ -77,7 +79,9 @@ def report_caption(name: str) -> str:
                            "intervals (Fig. 1, 5, 6)",
              "table5_reasoning_words": "Table 5: reasoning words in the answers (count and per 1,000 responses)",
              "findings": "The paper's claims F1-F14 on this study: statistic, 95% interval, the paper's value, verdict",
-             "judge_effect": "Accuracy with and without the LLM judge"}
+             "judge_effect": "Accuracy with and without the LLM judge",
+             "cost": "Cost of every arm end to end: wall seconds by stage, CPU seconds, peak memory (MB), GPU-hours "
+                     "and where each number came from (docs/cost.md)"}
     return TITLES.get(name) or extra.get(name) or name
 
 
@@ -103,6 +107,8 @@ REPORT_ORDER: tuple[tuple[str, str], ...] = (
     ("table", "table7_length"),
     ("figure", "fig14_merging"),
     ("table", "merge_grid"),
+    ("table", "cost"),
+    ("figure", "cost_accuracy"),
 )
 APPENDIX = ("level_accuracy", GAIN_TABLE)
 
@@ -159,6 +165,8 @@ def base_arm(study: StudyConfig) -> str | None:
 def figure_arms(study: StudyConfig, figure: str) -> list[str]:
     """The arms a figure asks for (config override or the paper's), whether or not the study has them."""
     figs = report_config(study).figures or {}
+    if FIGURES[figure].kind == "cost" and not figs.get(figure):
+        return study.arm_names  # none named: every arm of the study
     return list(figs.get(figure, FIGURES[figure].arms))
 
 
@@ -220,6 +228,8 @@ def figure_inputs(study: StudyConfig, figure: str) -> dict[str, Any]:
         return {"words": table_csv(WORDS_TABLE, study.name)}
     if kind == "merging":
         return {"grid": table_csv("merge_grid", study.name)} if "merge_grid" in table_names(study) else {}
+    if kind == "cost":
+        return {"cost": table_csv(COST_TABLE, study.name), "levels": table_csv("level_accuracy", study.name)}
     raise KeyError(f"figure {figure!r} has an unknown kind {kind!r}")
 
 

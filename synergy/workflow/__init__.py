@@ -4,13 +4,14 @@ Rules stay declarative; everything longer than a line lives here and is unit-tes
 (tests/test_workflow.py). Modules: ``paths`` (the path schema), ``inputs`` (what the data, training
 and merge rules read, their seeds and settings), ``generation`` (the jobs of the sampling and
 evaluation stages: sharding, per-arm evaluation), ``targets`` (the tables and figures a study
-builds, the default target), ``record`` (one name, one set of settings: the study record) and ``jobs`` (conda env, vLLM settings, job environment). This package
+builds, the default target), ``record`` (one name, one set of settings: the study record), ``cost`` (the jobs behind each arm's cost) and ``jobs`` (conda env, vLLM settings, job environment). This package
 never imports snakemake or torch, and nothing in it imports ``synergy.report`` (the report's own
 helpers, synergy/report/targets.py, build on it).
 """
 
 from __future__ import annotations
 
+from synergy.workflow.cost import cost_graph, cost_inputs
 from synergy.workflow.generation import (
     eval_bench_inputs,
     eval_job_outputs,
@@ -78,6 +79,7 @@ from synergy.workflow.paths import (
 from synergy.workflow.record import StudyConflict, check_record, record_path, recorded_settings, write_record
 from synergy.workflow.targets import (
     ARM_TABLES,
+    COST_TABLE,
     FIGURES,
     GAIN_TABLE,
     FINDINGS_TABLE,
@@ -96,7 +98,7 @@ from synergy.workflow.targets import (
 )
 
 __all__ = [
-    "ARM_TABLES", "FINDINGS_TABLE", "BASE_MODEL_DIR", "BENCH_PATH", "EVAL_PATH", "EVAL_PER_ARM_PATTERNS", "FIGURES", "FIGURE_PATH",
+    "ARM_TABLES", "COST_TABLE", "cost_graph", "cost_inputs", "FINDINGS_TABLE", "BASE_MODEL_DIR", "BENCH_PATH", "EVAL_PATH", "EVAL_PER_ARM_PATTERNS", "FIGURES", "FIGURE_PATH",
     "GAIN_TABLE", "LEVELS_PATH", "MIXING_PATH", "MODEL_DIR", "REPORT_PATH", "REPORT_TABLES", "ROLLOUT_FIELDS",
     "SAMPLES_PATH", "SHARD_PATTERNS", "SYNERGY", "TABLE_PATH", "TRAIN_LOG", "TRAIN_PATH", "TRAIN_SAMPLES_PATH",
     "TRAIN_STATE", "UNSHARDED_PATTERNS", "WORDS_TABLE", "FigureDef", "arm_priority", "arms_of_kind", "bench_spec",

@@ -15,7 +15,8 @@ ARM_TABLES = ("table1_sft_data", "table2_kl", "table3_easy", "table6_synergy", "
 GAIN_TABLE = "level_gain"                  # per-level gains with bootstrap intervals (Fig. 1 / 5 / 6)
 WORDS_TABLE = "table5_reasoning_words"     # paper Table 5 (every arm of Fig. 10)
 FINDINGS_TABLE = "findings"                # the paper's claims, each with a verdict (docs/findings.md)
-REPORT_TABLES = (GAIN_TABLE, WORDS_TABLE, FINDINGS_TABLE)  # built by rules/report.smk (the rest: rules/evaluate.smk)
+COST_TABLE = "cost"                        # what each arm cost end to end (docs/cost.md; synergy/workflow/cost.py)
+REPORT_TABLES = (GAIN_TABLE, WORDS_TABLE, FINDINGS_TABLE, COST_TABLE)  # built by rules/report.smk (the rest: rules/evaluate.smk)
 
 SYNERGY = ("sft-eureka", "rl", "twostage", "interleaved", "progressive", "mixing", "merge-linear-0.25")
 
@@ -63,6 +64,9 @@ FIGURES: dict[str, FigureDef] = {
     "fig14_merging": FigureDef(
         "merging", "Fig. 14: model merging: accuracy gain over the base model against the SFT model's weight, per method",
         ()),
+    "cost_accuracy": FigureDef(
+        "cost", "Average accuracy against what each arm's training took (its own training and what it builds on; "
+        "docs/cost.md)", ()),
 }
 
 
@@ -121,6 +125,7 @@ def figure_targets(study: StudyConfig) -> list[str]:
     return ([FIGURE_PATH.format(study=study.name, figure=f) for f in FIGURES]
             + [table_csv(WORDS_TABLE, study.name), table_md(WORDS_TABLE, study.name),
                table_csv(FINDINGS_TABLE, study.name), table_md(FINDINGS_TABLE, study.name),
+               table_csv(COST_TABLE, study.name), table_md(COST_TABLE, study.name),
                REPORT_PATH.format(study=study.name)])
 
 
