@@ -3,11 +3,12 @@
 Not a paper section: the paper reports no compute per arm. An arm's cost has four parts, each a list of jobs,
 each job named by its rule and its ``benchmark:`` file (``results/<study>/benchmarks/<rule>/...tsv``):
 
-* ``train``      the arm's own job: its SFT or GRPO training, or its merge (none for the base model);
+* ``train``      the arm's own job: its SFT or GRPO training, or its merge (none for the base model and a routed arm);
 * ``builds_on``  every job the arm's training needs that other arms need not: its parents' trainings (an SFT
                  parent of a two-stage arm, a mixing arm's RL source, the two or three models a merge reads),
                  recursively; the base model's rollouts on the RL queries (``sample_train_pass_rates``) of every
-                 arm in that chain that reads them; a mixing arm's mixing set (``build_mixing_set``);
+                 arm in that chain that reads them; a mixing arm's mixing set (``build_mixing_set``); a routed arm's
+                 two parents' evaluations (it answers with their samples; docs/routing.md);
 * ``evaluation`` the arm's own evaluation jobs (k samples per question of every benchmark);
 * ``shared``     what every arm stands on: the benchmarks and training sets, the base model (built and
                  pretrained in the embedded study), and the difficulty stage (the base model's samples that
@@ -45,7 +46,7 @@ def _sharded(study: StudyConfig, stage: str, rule: str, **wildcards: str) -> lis
 def training_jobs(study: StudyConfig, arm: str) -> list[list[str]]:
     """The arm's own job: ``[[rule, benchmark file]]`` ([] for an arm of kind base)."""
     kind = study.arm(arm).kind
-    return [] if kind == "base" else [_job(study, TRAIN_RULES[kind], arm)]
+    return [] if kind in ("base", "routed") else [_job(study, TRAIN_RULES[kind], arm)]
 
 
 def _pass_rate_job(study: StudyConfig, arm: str) -> list[list[str]]:
@@ -65,6 +66,9 @@ def upstream_jobs(study: StudyConfig, arm: str) -> list[list[str]]:
         jobs.extend(_pass_rate_job(study, name))
         if study.arm(name).kind == "mixing":
             jobs.append(_job(study, "build_mixing_set", name))
+        if study.arm(name).kind == "routed":  # it reads both parents' evaluations (docs/routing.md)
+            spec = study.arm(name)
+            jobs.extend(j for parent in (spec.fast, spec.slow) for j in evaluation_jobs(study, parent))
         for parent in arm_parents(study.arm(name).to_dict(), study.raw):
             visit(parent, own=False)
 
@@ -73,7 +77,10 @@ def upstream_jobs(study: StudyConfig, arm: str) -> list[list[str]]:
 
 
 def evaluation_jobs(study: StudyConfig, arm: str) -> list[list[str]]:
-    """The arm's evaluation jobs: one per arm (``evaluation.per_job: arm``) or per benchmark (and shard)."""
+    """The arm's evaluation jobs: one per arm (``evaluation.per_job: arm``) or per benchmark (and shard); a routed
+    arm's are its route_answers jobs, one per benchmark."""
+    if study.arm(arm).kind == "routed":
+        return [_job(study, "route_answers", f"{arm}/{b}") for b in study.bench_names]
     if eval_per_arm(study):
         return [["evaluate", EVAL_PER_ARM_PATTERNS["benchmark"].format(study=study.name, arm=arm)]]
     return [j for b in study.bench_names for j in _sharded(study, "evaluation", "evaluate", arm=arm, bench=b)]
