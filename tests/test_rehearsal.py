@@ -94,3 +94,22 @@ def test_rehearsal_runs_end_to_end_on_slurm(tmp_path):
         assert (tmp_path / "results/paper" / rel).is_file(), rel
     jobs = sacct_jobs(tmp_path, started)
     assert jobs and {j["State"] for j in jobs} == {"COMPLETED"}, [j for j in jobs if j["State"] != "COMPLETED"][:5]
+
+
+def test_a_grpo_mini_batch_the_jobs_processes_cannot_share_fails_before_any_job():
+    """Found by the rehearsal: mini_batch_size 1 with 2 GPUs per train_grpo job failed every GRPO job on the cluster
+    once it had started; now the config is refused when the DAG is built, naming the arm."""
+    from synergy.config.base import ConfigError
+    from synergy.resources import check_process_split
+
+    raw = _merged(CONFIGS)
+    check_process_split(raw)  # the rehearsal: 2 processes, mini-batches of 2
+    bad = copy.deepcopy(raw)
+    bad["grpo"]["mini_batch_size"] = 1
+    with pytest.raises(ConfigError, match=r"grpo.mini_batch_size' \(arm 'rl'\): 1 is not a multiple of the 2"):
+        check_process_split(bad)
+    arm = copy.deepcopy(raw)
+    next(a for a in arm["arms"] if a["name"] == "twostage")["settings"]["mini_batch_size"] = 3
+    with pytest.raises(ConfigError, match="arm 'twostage'"):
+        check_process_split(arm)
+    check_process_split(_merged(CONFIGS[:2]))  # the paper: 64 over 8 processes
