@@ -7,7 +7,8 @@ answers in the paper's format (``<think> .. </think> \\boxed{}``) when the promp
 reasoning instruction, so that the RL format reward is reachable.
 
 Recipe (docs/tiny-model.md §4, measured there): a BPE tokenizer trained on the suite's training text,
-the Qwen2.5-VL processor, a ~2 M-parameter model whose random vision tower and merger stay frozen,
+the Qwen2.5-VL processor, a ~2 M-parameter model whose vision tower and merger stay frozen (random, or
+first fit to a code of each cell's content when ``perception_steps`` > 0: synergy/vision_pretrain.py),
 AdamW (0.9, 0.98), linear warm-up, cosine decay to 10 %, gradient clipping 1.0, assistant-only
 loss on the ``pretrain`` set's short answers. A curriculum trains the colour-conditioned templates
 alone first: colour conditioning is a phase transition that mixed training often never reaches.
@@ -31,6 +32,7 @@ from synergy.models import TinyModelConfig, build_processor, build_tiny_model, c
 from synergy.progress import Progress
 from synergy.prompts import REASONING_INSTRUCTION, build_prompt, format_question
 from synergy.train.sft import collate_sft, sft_loss
+from synergy.vision_pretrain import perception_pretrain
 
 log = logging.getLogger("synergy.pretrain")
 
@@ -80,7 +82,12 @@ def pretrain_tiny_model(rows: Sequence[Mapping], corpus_rows: Sequence[Mapping],
     tokenizer = train_tokenizer(tokenizer_corpus(corpus_rows), tiny.vocab_size)
     processor = build_processor(tokenizer, image_size)
     model = build_tiny_model(TinyModelConfig(**tiny.to_dict(), image_size=image_size), tokenizer)
+    perception = {}
+    if cfg.perception_steps:
+        perception = perception_pretrain(model, processor, steps=cfg.perception_steps, batch_size=cfg.perception_batch_size,
+                                         learning_rate=cfg.perception_learning_rate, seed=cfg.seed, image_size=image_size)
     frozen = freeze_vision(model)
+    t_lm = time.monotonic()
     log.info("tokenizer: %d tokens; model: %s; frozen vision params: %d", len(tokenizer), count_parameters(model), frozen)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
@@ -105,10 +112,10 @@ def pretrain_tiny_model(rows: Sequence[Mapping], corpus_rows: Sequence[Mapping],
         if step % 50 == 0 or step == cfg.steps - 1:
             recent = losses[-50:]
             log.info("step %d/%d loss %.4f lr %.2e (%.2f s/step)", step + 1, cfg.steps, sum(recent) / len(recent),
-                     lr_at(step, cfg), (time.monotonic() - t0) / (step + 1))
+                     lr_at(step, cfg), (time.monotonic() - t_lm) / (step + 1))
     model.eval()
     save_model(model, processor, out_dir)
     stats = {"steps": cfg.steps, "final_loss": sum(losses[-50:]) / len(losses[-50:]), "seconds": time.monotonic() - t0,
-             "vocab": len(tokenizer), **count_parameters(model)}
+             "vocab": len(tokenizer), **perception, **count_parameters(model)}
     log.info("pretraining done: %s", stats)
     return stats

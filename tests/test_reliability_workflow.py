@@ -99,8 +99,12 @@ def _state_steps(state: Path) -> list[int]:
 
 
 def _kill_at_random_step(wd: Path, config: Path, rng: random.Random) -> dict:
-    """Start the arm's training, SIGKILL Snakemake and its jobs once step k's state exists plus a random delay."""
-    k, delay = rng.randint(2, 24), rng.uniform(0.0, 0.5)
+    """Start the arm's training, SIGKILL Snakemake and its jobs once step k's state exists plus a random delay.
+
+    A step with its full state save takes about 0.1 s here, so k stays in the first 12 of 32 steps and the delay
+    under 0.3 s: at least 20 steps remain when the kill lands, even on a machine several times faster (a kill at
+    k = 24 plus 0.5 s once arrived after the training had finished and removed its state)."""
+    k, delay = rng.randint(2, 12), rng.uniform(0.0, 0.3)
     proc = subprocess.Popen(_cmd(wd, config, MODEL), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
                             start_new_session=True)
     deadline = time.monotonic() + 600
@@ -135,6 +139,7 @@ def runs(tmp_path_factory):
     before_kill = _visible_files(a)
     kill = _kill_at_random_step(a, config, random.Random(seed))
     after_kill = _visible_files(a)
+    assert (a / STATE).is_dir(), f"the training finished before the kill landed (seed {seed}, {kill})"
     state_after_kill = {p.name: sorted(f.name for f in p.iterdir()) if p.is_dir() else None
                         for p in (a / STATE).iterdir()}
     unlock = subprocess.run(_cmd(a, config, extra=("--unlock",)), capture_output=True, text=True, env=_env())

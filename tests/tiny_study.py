@@ -40,7 +40,8 @@ def tiny_study(name: str, *, bench: str = "synth-mixed", questions: int = 8, tem
         "base_model": {
             "tiny": copy.deepcopy(TINY_ARCHITECTURE),
             "pretrain": {"curriculum_templates": ["count_all"], "curriculum_steps": curriculum_steps,
-                         "steps": pretrain_steps, "batch_size": 4, "warmup_steps": 1},
+                         "steps": pretrain_steps, "batch_size": 4, "warmup_steps": 1,
+                         "perception_steps": 2, "perception_batch_size": 4},
         },
         "difficulty": {"num_samples": 4, "thresholds": [4, 3, 2, 1], "sampling": {"max_new_tokens": max_new_tokens[0]}},
         "evaluation": {"num_samples": 2, "sampling": {"max_new_tokens": max_new_tokens[1]}},

@@ -31,6 +31,7 @@ class SetSpec(_Section):
     reasoning_share: float = 1.0
     scene_view: str = "objects"         # long-CoT traces describe the picture object by object, or by group counts
     text_share: float = 0.0             # modality image: share of rows drawn text-only (docs/embedded-study.md §3)
+    survey_share: float = 0.0           # image, short: share of picture rows asking for the group counts (§6)
     # real datasets (synergy/data/loaders/; loader != synthetic)
     source: str | None = None           # hub id, fetched into resources/datasets/ by rule download_dataset
     local_path: str | None = None       # a local copy in the repository's layout; replaces the download
@@ -78,6 +79,9 @@ class PretrainConfig(_Section):
     warmup_steps: int = 20
     weight_decay: float = 0.01
     seed: int = 0
+    perception_steps: int = 0              # 0: the vision tower keeps its random init (synergy/vision_pretrain.py)
+    perception_batch_size: int = 32
+    perception_learning_rate: float = 1.0e-3
 
 
 @dataclass(frozen=True)

@@ -75,12 +75,19 @@ def _draw_new(tpl: str, rng: random.Random, max_objects: int, seen: set[str]) ->
 
 def build_train_set(name: str, num_questions: int, templates: Mapping[str, float], *, style: str, modality: str,
                     seed: int, image_size: int, max_objects: int, exclude: set[str], error_rate: float = 0.2,
-                    reasoning_share: float = 1.0, text_share: float = 0.0, scene_view: str = "objects") -> list[dict]:
+                    reasoning_share: float = 1.0, text_share: float = 0.0, scene_view: str = "objects",
+                    survey_share: float = 0.0) -> list[dict]:
     """A training set disjoint from ``exclude`` (benchmark keys). ``style='none'`` gives RL queries.
 
     ``text_share`` (modality image only): that share of rows describes the scene in words instead of showing
     it, so that a model pretrained on the set has seen both forms of a question (docs/embedded-study.md §3).
+    ``survey_share`` (modality image, style short only): that share of the picture rows asks instead for the
+    picture's group counts (or bar heights) and answers with them (``Scene.survey``): the perception step
+    that every counts-view trace starts with, taught as a skill of its own (docs/embedded-study.md §6).
     """
+    if not 0.0 <= survey_share <= 1.0 or (survey_share and (modality != "image" or style != "short")):
+        raise ValueError(f"train set {name}: survey_share must be in [0, 1] and needs modality 'image' and style "
+                         f"'short', got {survey_share} with modality {modality!r}, style {style!r}")
     if not 0.0 <= text_share <= 1.0 or (text_share and modality != "image"):
         raise ValueError(f"train set {name}: text_share must be in [0, 1] and needs modality 'image', got "
                          f"{text_share} with modality {modality!r}")
@@ -92,6 +99,9 @@ def build_train_set(name: str, num_questions: int, templates: Mapping[str, float
     for tpl in _pick_templates(templates, rng, num_questions):
         q = _draw_new(tpl, rng, max_objects, seen)
         text_only = modality == "text" or (text_share > 0 and rng.random() < text_share)
+        if survey_share > 0 and not text_only and rng.random() < survey_share:
+            rows.append(_survey_row(q, name, len(rows), image_size=image_size, rng=rng))
+            continue
         reasoning = None if style == "none" else rng.random() < reasoning_share
         response = None if style == "none" else make_response(q, style, text_only, rng, reasoning=bool(reasoning),
                                                                error_rate=error_rate, scene_view=scene_view)
@@ -99,6 +109,24 @@ def build_train_set(name: str, num_questions: int, templates: Mapping[str, float
                                   response=response, reasoning=reasoning))
     validate_rows(rows, name, require_images=modality == "image" and not text_share)
     return rows
+
+
+SURVEY_QUESTIONS = {"shapes": "How many shapes of each colour and of each kind are in the picture?",
+                    "bars": "Read the bar chart: the colour and height of every bar, from left to right."}
+
+
+def _survey_row(q: Question, set_name: str, idx: int, *, image_size: int, rng: random.Random) -> dict:
+    """A perception row: the picture of ``q`` with a request for its group counts; the answer is ``Scene.survey``.
+
+    Its ``answer`` (the number of shapes, or the bars' total height) is never graded: survey rows are training
+    text only (the pretraining set), and the template name ``survey`` is no benchmark template."""
+    scene = q.scene
+    total = sum(h for _, h in scene.bars) if scene.kind == "bars" else len(scene.objects)
+    meta = {"template": "survey", "tier": "perception", "scene": scene.key(), "key": f"survey:{q.key()}",
+            "reasoning": False}
+    return make_row(id=f"{set_name}/{idx:05d}", bench=set_name, question=SURVEY_QUESTIONS[scene.kind], options=[],
+                    answer=str(total), answer_type="integer", images=[encode_png(draw_scene(scene, image_size, rng))],
+                    response=scene.survey(), source="synergy.synthetic:survey", meta=meta)
 
 
 def question_keys(rows: list[dict]) -> set[str]:

@@ -33,6 +33,10 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SHAPES = ("circle", "square", "triangle")
 PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles"}
 POINTS = {"circle": 2, "square": 3, "triangle": 1}
+KINDS = (*SHAPES, "bar")  # what a cell can show
+# The attributes of a cell that a perception-pretrained vision tower writes into its token (synergy/vision_pretrain.py)
+CELL_CODE_NAMES = ("empty", "occupied", *(f"colour:{c}" for c in COLOURS), *(f"kind:{k}" for k in KINDS),
+                   *(f"pair:{c}:{k}" for c in COLOURS for k in KINDS))
 
 
 @dataclass(frozen=True)
