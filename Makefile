@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SMK := $(VENV)/bin/snakemake
 
-.PHONY: help setup study smoke compare test test-fast dag clean
+.PHONY: help setup study smoke rehearsal compare test test-fast dag clean
 
 help:                 ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):[^#]*## /  make \1\t/' | expand -t 20
@@ -22,6 +22,12 @@ study: setup          ## the embedded study on this machine (CPU): every table a
 smoke: setup          ## the same DAG on the smoke config (minutes): results/smoke/
 	$(SMK) --profile profiles/local --configfile config/smoke.yaml
 	@echo "smoke study: results in results/smoke/ (report: results/smoke/figures/all.pdf), logs in logs/smoke/"
+
+rehearsal: setup      ## config/paper.yaml at toy scale on a Slurm cluster (PARTITION=, GPU_PARTITION=; docs/paper-study.md)
+	PYTHONPATH=$(CURDIR) $(PY) scripts/prepare_rehearsal.py resources/rehearsal
+	SYNERGY_SLURM_PARTITION=$(PARTITION) SYNERGY_SLURM_GPU_PARTITION=$(GPU_PARTITION) \
+	  $(SMK) --profile profiles/slurm --configfile config/paper.yaml config/rehearsal.yaml
+	@echo "rehearsal: results in results/paper/ (report: results/paper/figures/all.pdf), logs in logs/paper/"
 
 compare: setup        ## two studies side by side: make compare A=results/embedded B=results/smoke
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=results/<study> B=results/<study>"; exit 2; }

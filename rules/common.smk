@@ -46,10 +46,15 @@ from synergy.workflow import (
     write_record,
 )
 
+<<<<<<< HEAD
 from synergy.resources import check_rule_names, rule_threads, snakemake_resources
 from synergy.scorecard.checks import check_externals
+=======
+from synergy.resources import check_process_split, check_rule_names, rule_threads, snakemake_resources
+>>>>>>> rh17
 
 STUDY = load_config(config)
+check_process_split(config)  # a GRPO mini-batch that the job's processes cannot share fails here, not on the cluster
 
 # One name, one set of settings (synergy/workflow/record.py): a study's files live in results/<study.name>/ and
 # logs/<study.name>/; a run whose settings differ from those recorded under its name stops here, before any job.

@@ -14,7 +14,7 @@ if (config.get("judge") or {}).get("enabled"):
         output:
             "results/{study}/eval_judged/{arm}/{bench}.parquet",
         wildcard_constraints:
-            arm="|".join(re.escape(a) for a in STUDY.arm_names) or "^$",
+            arm="|".join(re.escape(a) for a in model_arms(STUDY)) or "^$",
         params:
             judge=config["judge"],
             timeout_s=STUDY.grading.timeout_s,
@@ -34,7 +34,7 @@ if (config.get("judge") or {}).get("enabled"):
     rule tabulate_judge:
         """Accuracy of every arm with and without the judge."""
         input:
-            [f"results/{STUDY.name}/eval_judged/{a}/{b}.parquet" for a in STUDY.arm_names for b in STUDY.bench_names],
+            [f"results/{STUDY.name}/eval_judged/{a}/{b}.parquet" for a in model_arms(STUDY) for b in STUDY.bench_names],
         output:
             csv="results/{study}/tables/judge_effect.csv",
             md="results/{study}/tables/judge_effect.md",

@@ -147,3 +147,26 @@ def deep_update(base: dict, other: Mapping) -> dict:
         else:
             base[k] = v
     return base
+
+
+def config_diff(before: Mapping, after: Mapping, prefix: str = "") -> list[str]:
+    """Lines ``key.path: old -> new`` for every leaf ``after`` changes or adds (lists of named entries such as
+    ``benchmarks`` and ``arms`` are compared entry by entry under their names); the rehearsal's difference
+    from the paper study (docs/paper-study.md "Rehearsal")."""
+    def named(v):
+        return isinstance(v, list) and v and all(isinstance(e, Mapping) and "name" in e for e in v)
+
+    lines: list[str] = []
+    for k in sorted(set(before) | set(after), key=str):
+        path, a, b = f"{prefix}{k}", before.get(k), after.get(k)
+        if named(a) and named(b):
+            a, b = {e["name"]: e for e in a}, {e["name"]: e for e in b}
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            lines += config_diff(a, b, path + ".")
+        elif a != b:
+            lines.append(f"{path}: {_short(a)} -> {_short(b)}")
+    return lines
+
+
+def _short(v: Any) -> str:
+    return "(unset)" if v is None else yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix("\n...")

@@ -201,8 +201,6 @@ def _routed_errors(cfg, i: int, a, kinds: Mapping[str, str]) -> list[str]:
     for key in ("train_set", "source", "init_epoch"):
         if a.get(key) is not None:
             errors.append(f"config key 'arms[{i}].{key}': a routed arm trains nothing (arm {a['name']!r})")
-    if (cfg.get("judge") or {}).get("enabled"):
-        errors.append(f"config key 'arms[{i}]': routed arms are not judged; turn the judge off or drop {a['name']!r}")
     try:
         resolve_settings(cfg, ArmSpec.from_dict(a, f"arms[{i}]"), ARM_KINDS["routed"])
     except (ConfigError, TypeError) as exc:

@@ -172,3 +172,18 @@ def resource_plan(raw: Mapping[str, Any], jobs: Mapping[str, int]) -> list[dict]
         rows.append({"rule": rule, "jobs": n, "gpus": r.gpus, "runtime_min": r.runtime,
                      "gpu_hours": hours * r.gpus, "cpu_hours": hours * cpus})
     return sorted(rows, key=lambda x: (-x["gpu_hours"], -x["cpu_hours"], x["rule"]))
+
+
+def check_process_split(raw: Mapping[str, Any]) -> None:
+    """Raise ConfigError before any job if a GRPO arm's ``mini_batch_size`` cannot be split over the training
+    processes of its job (one per GPU of ``resources.train_grpo``; each process takes an equal share of every
+    mini-batch), instead of the job failing on the cluster once it has started."""
+    procs = max(1, rule_resources(raw, "train_grpo").gpus)
+    base = (raw.get("grpo") or {}).get("mini_batch_size")
+    for arm in raw.get("arms") or []:
+        if arm.get("kind") != "grpo":
+            continue
+        mb = (arm.get("settings") or {}).get("mini_batch_size", base)
+        if isinstance(mb, int) and mb % procs:
+            raise ConfigError(f"config key 'grpo.mini_batch_size' (arm {arm.get('name')!r}): {mb} is not a multiple of "
+                              f"the {procs} training processes of a train_grpo job (resources.train_grpo.gpus)")
