@@ -46,12 +46,8 @@ from synergy.workflow import (
     write_record,
 )
 
-<<<<<<< HEAD
-from synergy.resources import check_rule_names, rule_threads, snakemake_resources
-from synergy.scorecard.checks import check_externals
-=======
 from synergy.resources import check_process_split, check_rule_names, rule_threads, snakemake_resources
->>>>>>> rh17
+from synergy.scorecard.checks import check_externals
 
 STUDY = load_config(config)
 check_process_split(config)  # a GRPO mini-batch that the job's processes cannot share fails here, not on the cluster
