@@ -67,7 +67,7 @@ def test_rehearsal_keeps_the_paper_dag(tmp_path):
     assert counts["evaluate"] == arms * benches * 2 and counts["gather_eval"] == arms * benches
     assert counts["judge"] == arms * benches and counts["tabulate_judge"] == 1
     assert counts["train_sft"] == 4 and counts["train_grpo"] == 6 and counts["merge_models"] == 9
-    assert counts["make_figure"] == 12 and counts["make_report"] == 1 and counts["check_findings"] == 1
+    assert counts["make_figure"] == 13 and counts["make_report"] == 1 and counts["check_findings"] == 1
     assert "download_dataset" not in counts and "download_model" not in counts  # everything through local_path
 
 
