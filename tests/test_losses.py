@@ -288,3 +288,35 @@ def test_token_logprobs_micro_batches_with_images(tiny_loaded, test_images):
     emb = model.get_input_embeddings().weight
     (grad,) = torch.autograd.grad(logp.sum(), [emb])
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_an_empty_mask_still_runs_the_model_while_training_so_the_loss_has_a_gradient_path():
+    """A micro-batch with no token to score (all masks empty): under no_grad nothing runs and the log-probs are 0;
+    while training one forward runs, the result is still 0, and a loss built on it backpropagates (zero gradients)
+    instead of DeepSpeed refusing a loss without a grad_fn (and ZeRO-3 processes running different forwards)."""
+    import torch
+
+    from synergy.train.losses import token_logprobs
+
+    torch.manual_seed(0)
+    calls = []
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(11, 5)
+
+        def forward(self, input_ids, attention_mask=None, use_cache=False):
+            calls.append(input_ids.shape)
+            return type("Out", (), {"logits": self.emb(input_ids)})()
+
+    model = Tiny()
+    ids = torch.randint(0, 11, (2, 6))
+    am, empty = torch.ones_like(ids), torch.zeros_like(ids)
+    with torch.no_grad():
+        lp, _ = token_logprobs(model, ids, am, empty)
+    assert not calls and float(lp.abs().sum()) == 0.0
+    lp, _ = token_logprobs(model, ids, am, empty)
+    assert len(calls) == 1 and float(lp.abs().sum()) == 0.0 and lp.grad_fn is not None
+    lp.sum().backward()
+    assert model.emb.weight.grad is not None and float(model.emb.weight.grad.abs().sum()) == 0.0

@@ -274,6 +274,21 @@ def _slice_rows(
     return out
 
 
+def empty_batch_anchor(model, input_ids: Tensor, attention_mask: Tensor, model_kwargs: dict) -> Tensor | float:
+    """0 with a gradient path through one forward of the batch, when gradients are on and the model trains.
+
+    A micro-batch with no token to score still runs the model while training: a loss without a gradient path
+    is refused by DeepSpeed's backward ("loss must be a scalar tensor"), and under ZeRO-3 every process must
+    run the same forwards, or the others wait on parameter gathers that never come (a GRPO micro-batch whose
+    rows all have an empty mask, seen in the paper-study rehearsal: docs/paper-study.md). Returns 0.0 (no
+    forward) under ``torch.no_grad()`` or for a frozen model."""
+    if not torch.is_grad_enabled() or not any(p.requires_grad for p in model.parameters()):
+        return 0.0
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra, **model_kwargs)
+    return 0.0 * out.logits.float().sum()
+
+
 def token_logprobs(
     model,
     input_ids: Tensor,
@@ -313,7 +328,7 @@ def token_logprobs(
     logp_out = torch.zeros(B, L, dtype=torch.float32, device=device)
     ent_out = torch.zeros(B, L, dtype=torch.float32, device=device) if with_entropy else None
     if not cmask.any():
-        return logp_out, ent_out
+        return logp_out + empty_batch_anchor(model, input_ids, attention_mask, kwargs), ent_out
 
     mbs = micro_batch_size or B
     has_images = kwargs.get("image_grid_thw") is not None

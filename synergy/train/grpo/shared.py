@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from synergy.train.losses import _images_per_row, entropy_from_logits, token_logprobs
+from synergy.train.losses import _images_per_row, empty_batch_anchor, entropy_from_logits, token_logprobs
 
 
 def prompt_groups(ro, idx: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -116,7 +116,7 @@ def shared_token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, comp
     logp_out = torch.zeros(B, L, dtype=torch.float32, device=device)
     ent_out = torch.zeros(B, L, dtype=torch.float32, device=device) if with_entropy else None
     if not mask.any():
-        return logp_out, ent_out
+        return logp_out + empty_batch_anchor(model, input_ids, attention_mask, kw), ent_out
     total = attention_mask.sum(1).tolist()
     start = [L - int(t) for t in total]                      # first real column of each row
     comp = [int(t) - int(p) for t, p in zip(total, prompt_lens)]  # completion length of each row
