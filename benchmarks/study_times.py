@@ -13,25 +13,23 @@ twice that span.
 
 from __future__ import annotations
 
-import csv
 import re
 import sys
 from datetime import datetime
 from pathlib import Path
 
+from synergy.report.cost import read_benchmark
+
 
 def job_rows(study_dir: Path) -> list[dict]:
+    """One row per job's benchmark file, read as the cost table reads it (synergy.report.cost.read_benchmark)."""
     rows = []
     root = study_dir / "benchmarks"
     for path in sorted(root.rglob("*.tsv")):
-        with path.open() as f:
-            rec = list(csv.DictReader(f, delimiter="\t"))
-        if not rec:
-            raise ValueError(f"{path}: empty benchmark file")
-        last = rec[-1]  # one line per repeat (benchmark: repeat(...)); the study uses one
+        job = read_benchmark(path)
         rows.append({"rule": path.relative_to(root).parts[0], "job": str(path.relative_to(root).with_suffix("")),
-                     "s": float(last["s"]), "cpu": float(last.get("cpu_time") or "nan"),
-                     "rss": float(last.get("max_rss") or "nan")})
+                     "s": job.wall_s, "cpu": job.cpu_s if job.measured else float("nan"),
+                     "rss": job.rss_mb if job.measured else float("nan")})
     return rows
 
 

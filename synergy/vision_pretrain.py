@@ -21,6 +21,7 @@ one is fit to a designed code of the synthetic world in a few hundred steps.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 
@@ -109,7 +110,7 @@ def perception_pretrain(model, processor, *, steps: int, batch_size: int, learni
         loss.backward()
         opt.step()
         for group in opt.param_groups:  # cosine decay to 10 % over the run
-            group["lr"] = learning_rate * (0.1 + 0.45 * (1 + torch.cos(torch.tensor(torch.pi * (step + 1) / steps)).item()))
+            group["lr"] = learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * (step + 1) / steps)))
         losses.append(loss.item())
         if step % 50 == 0 or step == steps - 1:
             log.info("perception step %d/%d: loss %.4f (%.2f s/step)", step + 1, steps,
