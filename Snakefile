@@ -13,6 +13,7 @@
 #   results/{study}/eval/{arm}/{bench}.parquet          k graded samples per question (every arm, every benchmark)
 #   results/{study}/tables/{table}.csv (+ .md)          tables
 #   results/{study}/figures/{figure}.pdf, all.pdf       figures and the one report of the whole study
+#   results/{study}/scorecards/{arm}.{md,csv,pdf}       one arm's (or an external checkpoint's) scorecard
 #   logs/{study}/<rule>/...log                          one log per job;  results/{study}/benchmarks/<rule>/...tsv
 import os
 
@@ -33,6 +34,7 @@ include: "rules/train.smk"  # SFT and GRPO arms (paper §2.1-2.2)
 include: "rules/evaluate.smk"  # k samples per question per arm, tables (paper §2.4, Tables 1-3)
 include: "rules/judge.smk"  # optional LLM judge for answers the rules cannot extract (paper §2.4)
 include: "rules/report.smk"  # figures, Table 5 and results/<study>/figures/all.pdf (paper figures)
+include: "rules/scorecard.smk"  # one arm or outside checkpoint through the paper's lens (docs/scorecard.md)
 
 
 localrules:

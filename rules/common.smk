@@ -10,7 +10,11 @@ from synergy.workflow import (
     bench_spec,
     check_record,
     derived_seed,
+    base_arm,
     eval_bench_inputs,
+    eval_reasoning,
+    evaluated_arms,
+    external_downloads,
     eval_job_outputs,
     eval_job_path,
     eval_paths,
@@ -29,6 +33,11 @@ from synergy.workflow import (
     pass_rate_settings,
     routed_inputs,
     routing_params,
+    scorecard_arms,
+    scorecard_facts,
+    scorecard_inputs,
+    SCORECARD_PATTERNS,
+    trusts_remote_code,
     sft_data_path,
     shard_count,
     shard_of,
@@ -57,7 +66,7 @@ check_process_split(config)  # a GRPO mini-batch that the job's processes cannot
 check_record(config)
 # Checkpoints the study did not train (external:): missing folder, not a VLM, processor mismatch, hub id offline,
 # trust_remote_code needed -- stop here with the problem named (synergy/scorecard/checks.py, docs/scorecard.md §2).
-check_externals(config)
+check_externals(config, arms=STUDY.arm_names, seed_arms=model_arms(STUDY))
 
 
 onstart:

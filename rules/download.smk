@@ -6,6 +6,7 @@ MODEL_DOWNLOADS = model_downloads(
     [
         config["base_model"] if config["base_model"]["source"] == "hf" else None,
         config["judge"]["model"] if (config.get("judge") or {}).get("enabled") else None,
+        *external_downloads(STUDY),  # outside checkpoints given by hub id (docs/scorecard.md)
     ]
 )
 

@@ -12,14 +12,15 @@ rule evaluate:
     output:
         eval_job_outputs(STUDY),
     wildcard_constraints:
-        arm="|".join(re.escape(a) for a in model_arms(STUDY)) or "^$",
+        arm="|".join(re.escape(a) for a in evaluated_arms(STUDY)) or "^$",  # study arms with a model, external arms
         shard=r"\d+",
     params:
         sampling=generation_settings(STUDY.evaluation),  # not per_job: the job layout changes no sample
         vllm=vllm_params(STUDY, STUDY.evaluation.backend if STUDY.evaluation else "hf"),
         prompt=STUDY.prompt.to_dict(),
         timeout_s=STUDY.grading.timeout_s,
-        reasoning=lambda wc: STUDY.arm(wc.arm).eval_reasoning,
+        reasoning=lambda wc: eval_reasoning(STUDY, wc.arm),
+        trust_remote_code=lambda wc: trusts_remote_code(STUDY, wc.arm),
         seed=lambda wc: eval_seeds(STUDY, wc),
         shard=lambda wc: shard_of(STUDY, "evaluation", wc),
     threads: rule_threads(config, "evaluate")
@@ -48,7 +49,7 @@ if shard_count(STUDY, "evaluation") > 1:
         output:
             "results/{study}/eval/{arm}/{bench}.parquet",
         wildcard_constraints:
-            arm="|".join(re.escape(a) for a in model_arms(STUDY)) or "^$",
+            arm="|".join(re.escape(a) for a in evaluated_arms(STUDY)) or "^$",
         resources:
             **res("gather_eval"),
         conda:

@@ -3,15 +3,20 @@
 One job covers one benchmark (or one shard of it), or every benchmark of an arm (evaluation.per_job: arm):
 inputs, seeds and outputs come in the same benchmark order.
 """
+import os
+
 import polars as pl
 
 from synergy.config import PromptConfig, SamplingSettings
 from synergy.generate import SamplingConfig
 from synergy.io import write_parquet
 from synergy.logs import set_threads, setup_logging
+from synergy.models import TRUST_REMOTE_CODE_ENV
 from synergy.sampling import sample_files
 
 setup_logging(snakemake.log[0])
+# an external arm's own trust_remote_code (docs/scorecard.md), else the study's (the job environment's)
+os.environ[TRUST_REMOTE_CODE_ENV] = "1" if snakemake.params.trust_remote_code else "0"
 set_threads(snakemake.threads)
 prompt = PromptConfig.from_dict(snakemake.params.prompt)
 cfg = snakemake.params.sampling  # synergy.workflow.generation_settings of `evaluation:`

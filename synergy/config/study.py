@@ -31,6 +31,7 @@ from synergy.config.training import (
 )
 from synergy.config.overrides import coerce_to_schema
 from synergy.config.validation import ConfigError, _arm_errors, _schema_errors, _semantic_errors
+from synergy.scorecard.checks import ExternalArm
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
@@ -56,6 +57,7 @@ class StudyConfig:
     merging: MergingConfig | None = None
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     sharding: ShardingConfig = field(default_factory=ShardingConfig)
+    externals: tuple[ExternalArm, ...] = ()   # checkpoints the study did not train (docs/scorecard.md)
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -75,6 +77,14 @@ class StudyConfig:
             if a.name == name:
                 return a
         raise KeyError(f"no arm named {name!r} in the study config (have {self.arm_names})")
+
+    @property
+    def external_names(self) -> list[str]:
+        return [e.name for e in self.externals]
+
+    def external(self, name: str) -> ExternalArm | None:
+        """The ``external:`` entry named ``name``, None when it is not one (a study arm, or unknown)."""
+        return next((e for e in self.externals if e.name == name), None)
 
     def arm_settings(self, name: str):
         """The arm's training settings: its kind's defaults section with the arm's overrides on top."""
@@ -127,6 +137,7 @@ def load_config(cfg: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH) -
         merging=MergingConfig.from_dict(cfg["merging"], "merging") if cfg.get("merging") else None,
         vllm=VLLMConfig.from_dict(cfg.get("vllm") or {}, "vllm"),
         sharding=ShardingConfig.from_dict(cfg.get("sharding") or {}, "sharding"),
+        externals=tuple(ExternalArm.from_dict(e) for e in cfg.get("external") or []),
         raw=cfg,
     )
 

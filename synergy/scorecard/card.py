@@ -2,7 +2,8 @@
 
 Not a paper section; it applies the paper's lens (§2.3 levels, §2.4 evaluation, Fig. 1 per-level gains with
 the report's paired bootstrap, Table 5 reasoning words) to one checkpoint: accuracy per benchmark and per level,
-gain over the base model per level with 95% paired-bootstrap intervals (synergy.analysis.level_gains), mean
+gain over the base model per level with 95% paired-bootstrap intervals (synergy.analysis.level_gains; per
+benchmark, and pooled over the benchmarks as benchmark ``all``, questions resampled within each level), mean
 response length per level, reasoning-word counts, and the study arm whose per-level accuracy profile is closest
 (the smallest mean absolute difference over the levels that have questions, pooled over benchmarks).
 """
@@ -15,6 +16,8 @@ import polars as pl
 
 from synergy.analysis import REASONING_WORDS, by_bench, level_gains, per_question, reasoning_word_counts
 from synergy.config import LEVELS
+
+POOLED = "all"  # the benchmark name of the rows pooled over every benchmark
 
 
 def pooled_levels(evals: pl.DataFrame, levels: pl.DataFrame, arms: Sequence[str]) -> pl.DataFrame:
@@ -46,8 +49,13 @@ def _gains(evals: pl.DataFrame, levels: pl.DataFrame, arm: str, base: str, **boo
     label = "scorecard"
     mine = evals.filter(pl.col("arm") == arm).with_columns(pl.lit(label).alias("arm"))
     ref = evals.filter(pl.col("arm") == base)
-    out = level_gains(pl.concat([mine, ref]), levels, [(label, base)], **bootstrap)
-    return out.with_columns(pl.lit(arm).alias("arm"))
+    both = pl.concat([mine, ref], how="diagonal_relaxed")
+    out = level_gains(both, levels, [(label, base)], **bootstrap)
+    # pooled over the benchmarks: one "benchmark" ``all`` whose question ids keep their benchmark
+    key = (pl.col("bench") + "/" + pl.col("id")).alias("id")
+    pooled = level_gains(both.with_columns(key, pl.lit(POOLED).alias("bench")),
+                         levels.with_columns(key, pl.lit(POOLED).alias("bench")), [(label, base)], **bootstrap)
+    return pl.concat([out, pooled]).with_columns(pl.lit(arm).alias("arm"))
 
 
 def scorecard(evals: pl.DataFrame, levels: pl.DataFrame, arm: str, base: str, study_arms: Sequence[str], *,

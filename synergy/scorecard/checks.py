@@ -16,8 +16,9 @@ folder's JSON files (never torch or transformers, so it runs when Snakemake buil
   ``trust_remote_code: true``.
 
 ``check_externals`` runs every entry's checks when Snakemake builds the DAG (rules/common.smk), so a bad entry
-stops the run before any job; an entry's name must not be a study arm's. The evaluation and the scorecard
-rules are not built yet (docs/scorecard.md §4).
+stops the run before any job; an entry's name must not be a study arm's, and ``seeds_of`` (evaluate with the
+sampling seeds of that study arm) must name one. The workflow side (the evaluation jobs, the scorecard rule) is
+synergy/workflow/external.py and rules/scorecard.smk.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class ExternalArm:
     revision: str | None = None
     reasoning_instruction: bool | None = None  # None: as the study's trained arms (the instruction on)
     trust_remote_code: bool = False
+    seeds_of: str | None = None           # sample with this study arm's evaluation seeds (None: the entry's own)
 
     @classmethod
     def from_dict(cls, raw: Mapping) -> "ExternalArm":
@@ -134,10 +136,16 @@ def check_folder(folder: Path, arm: ExternalArm) -> None:
                                 f"image_token_id {token_id} is not a token of its tokenizer ({folder / 'tokenizer.json'})")
 
 
-def check_externals(config: Mapping, *, env: Mapping[str, str] | None = None) -> list[Path | None]:
-    """Check every entry of the study config's ``external:`` list (module docstring); names must be new."""
+def check_externals(config: Mapping, *, arms: Collection[str] | None = None, env: Mapping[str, str] | None = None,
+                    seed_arms: Collection[str] | None = None) -> list[Path | None]:
+    """Check every entry of the study config's ``external:`` list (module docstring); names must be new.
+
+    ``arms``: every study arm's name (default: the config's ``arms:`` list; the workflow passes the merges too);
+    ``seed_arms``: the arms ``seeds_of`` may name, those with an evaluation of their own (default ``arms``).
+    """
     entries = config.get("external") or []
-    arms = {a.get("name") for a in config.get("arms") or []}
+    arms = {a.get("name") for a in config.get("arms") or []} if arms is None else set(arms)
+    seed_arms = arms if seed_arms is None else set(seed_arms)
     seen: set[str] = set()
     out = []
     for raw in entries:
@@ -146,5 +154,8 @@ def check_externals(config: Mapping, *, env: Mapping[str, str] | None = None) ->
             raise ExternalError(f"external arm {name!r}: the name is taken by " +
                                 ("a study arm" if name in arms else "another external arm") + "; give it another name")
         seen.add(name)
+        if raw.get("seeds_of") is not None and raw["seeds_of"] not in seed_arms:
+            raise ExternalError(f"external arm {name!r}: seeds_of {raw['seeds_of']!r} is not an evaluated arm of this "
+                                f"study (have {sorted(seed_arms)})")
         out.append(check_external(raw, env=env))
     return out

@@ -4,7 +4,8 @@ Rules stay declarative; everything longer than a line lives here and is unit-tes
 (tests/test_workflow.py). Modules: ``paths`` (the path schema), ``inputs`` (what the data, training
 and merge rules read, their seeds and settings), ``generation`` (the jobs of the sampling and
 evaluation stages: sharding, per-arm evaluation), ``targets`` (the tables and figures a study
-builds, the default target), ``record`` (one name, one set of settings: the study record), ``cost`` (the jobs behind each arm's cost) and ``jobs`` (conda env, vLLM settings, job environment). This package
+builds, the default target), ``external`` (checkpoints the study did not train: their folders, seeds and
+scorecard inputs), ``record`` (one name, one set of settings: the study record), ``cost`` (the jobs behind each arm's cost) and ``jobs`` (conda env, vLLM settings, job environment). This package
 never imports snakemake or torch, and nothing in it imports ``synergy.report`` (the report's own
 helpers, synergy/report/targets.py, build on it).
 """
@@ -12,6 +13,19 @@ helpers, synergy/report/targets.py, build on it).
 from __future__ import annotations
 
 from synergy.workflow.cost import cost_graph, cost_inputs
+from synergy.workflow.external import (
+    base_arm,
+    eval_reasoning,
+    evaluated_arms,
+    external_downloads,
+    external_model_dir,
+    scorecard_arms,
+    scorecard_facts,
+    scorecard_inputs,
+    seed_name,
+    trusts_remote_code,
+    SCORECARD_PATTERNS,
+)
 from synergy.workflow.generation import (
     eval_bench_inputs,
     eval_job_outputs,
@@ -110,5 +124,6 @@ __all__ = [
     "synthetic_bench_paths", "table_arm_specs", "table_arms", "table_csv", "table_md", "table_names",
     "table_train_sets", "tokenizer_corpus_paths", "train_samples_path", "train_spec", "train_templates",
     "vllm_params", "LOGS_DIR", "RESULTS_DIR", "StudyConflict", "check_record", "record_path", "recorded_settings",
-    "study_dir", "write_record",
+    "study_dir", "write_record", "SCORECARD_PATTERNS", "base_arm", "eval_reasoning", "evaluated_arms",
+    "external_downloads", "external_model_dir", "scorecard_arms", "scorecard_facts", "scorecard_inputs", "seed_name", "trusts_remote_code",
 ]

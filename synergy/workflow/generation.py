@@ -8,6 +8,7 @@ its own job would have had.
 from __future__ import annotations
 
 from synergy.config import StudyConfig
+from synergy.workflow.external import seed_name
 from synergy.workflow.inputs import derived_seed
 from synergy.workflow.paths import BENCH_PATH, EVAL_PATH, EVAL_PER_ARM_PATTERNS, SHARD_PATTERNS, UNSHARDED_PATTERNS
 
@@ -39,8 +40,9 @@ def eval_bench_inputs(study: StudyConfig, wildcards) -> list[str]:
 
 
 def eval_seeds(study: StudyConfig, wildcards) -> list[int]:
-    """One seed per benchmark of the job: the same whether the job covers one benchmark or the arm's all."""
-    return [generation_seed(study, "evaluation", wildcards.arm, b, shard=wildcards.get("shard"))
+    """One seed per benchmark of the job: the same whether the job covers one benchmark or the arm's all; an
+    external arm with ``seeds_of`` gets that study arm's seeds (synergy.workflow.external.seed_name)."""
+    return [generation_seed(study, "evaluation", seed_name(study, wildcards.arm), b, shard=wildcards.get("shard"))
             for b in _eval_job_benches(study, wildcards)]
 
 

@@ -7,6 +7,7 @@ import json
 import zlib
 
 from synergy.config import SetSpec, StudyConfig
+from synergy.workflow.external import external_model_dir
 from synergy.workflow.paths import (
     BASE_MODEL_DIR,
     BENCH_PATH,
@@ -56,7 +57,9 @@ def tokenizer_corpus_paths(study: StudyConfig) -> list[str]:
 
 
 def model_dir(study: StudyConfig, arm: str) -> str:
-    """The HF directory of an arm: the base model for kind base, else the arm's own."""
+    """The HF directory of an arm: the base model for kind base, an external arm's folder, else the arm's own."""
+    if study.external(arm) is not None:
+        return external_model_dir(study, arm)
     if study.arm(arm).kind == "base":
         return BASE_MODEL_DIR.format(study=study.name)
     return MODEL_DIR.format(study=study.name, arm=arm)

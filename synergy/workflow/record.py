@@ -12,7 +12,8 @@ place (Snakemake then re-runs only the jobs whose settings changed; every rule g
 uses through ``params:``).
 
 Sections that change no result are left out of the record: ``resources:`` (memory, run time, GPUs of the
-jobs) and ``tracking:`` (where metrics are streamed besides the parquet logs).
+jobs), ``tracking:`` (where metrics are streamed besides the parquet logs) and ``external:`` (outside
+checkpoints to score: each adds its own evaluation and scorecard, and changes no study arm's result).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import yaml
 from synergy.workflow.paths import study_dir
 
 RECORD_NAME = "study.yaml"
-NOT_RECORDED = ("resources", "tracking")  # sections that change no result
+NOT_RECORDED = ("resources", "tracking", "external")  # sections that change no result of the study
 
 
 class StudyConflict(Exception):
