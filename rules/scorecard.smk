@@ -11,7 +11,7 @@ rule scorecard:
     """results/<study>/scorecards/{arm}.{md,csv,pdf} from the arm's evaluation, the base model's and the study arms'."""
     input:
         unpack(lambda wc: scorecard_inputs(STUDY, wc.arm)),
-        code=[code_file(workflow.basedir, "synergy", "scorecard", f) for f in ("card.py", "render.py")],
+        code=[code_file(workflow.basedir, "synergy", *f) for f in (("scorecard", "card.py"), ("report", "scorecard.py"))],
     output:
         **{ext: path for ext, path in SCORECARD_PATTERNS.items()},
     wildcard_constraints:

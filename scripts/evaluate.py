@@ -15,8 +15,8 @@ from synergy.models import TRUST_REMOTE_CODE_ENV
 from synergy.sampling import sample_files
 
 setup_logging(snakemake.log[0])
-# an external arm's own trust_remote_code (docs/scorecard.md), else the study's (the job environment's)
-os.environ[TRUST_REMOTE_CODE_ENV] = "1" if snakemake.params.trust_remote_code else "0"
+if snakemake.params.trust_remote_code is not None:  # an external arm's own setting (docs/scorecard.md); else the
+    os.environ[TRUST_REMOTE_CODE_ENV] = "1" if snakemake.params.trust_remote_code else "0"  # job environment's
 set_threads(snakemake.threads)
 prompt = PromptConfig.from_dict(snakemake.params.prompt)
 cfg = snakemake.params.sampling  # synergy.workflow.generation_settings of `evaluation:`

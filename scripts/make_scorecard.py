@@ -1,9 +1,9 @@
-"""Glue for rule scorecard. Logic: synergy.scorecard.card (the numbers), synergy.scorecard.render (the files)."""
+"""Glue for rule scorecard. Logic: synergy.scorecard.card (the numbers), synergy.report.scorecard (the files)."""
 import polars as pl
 
 from synergy.logs import setup_logging
 from synergy.scorecard.card import pooled_levels, scorecard
-from synergy.scorecard.render import write_scorecard
+from synergy.report.scorecard import write_scorecard
 
 setup_logging(snakemake.log[0])
 arm, base, study_arms = snakemake.wildcards.arm, snakemake.params.base, list(snakemake.params.study_arms)

@@ -21,7 +21,7 @@ PACKAGE = ROOT / "synergy"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("synergy.rows", "synergy.images", "synergy.io", "synergy.logs", "synergy.progress")),
     ("questions", ("synergy.prompts", "synergy.data", "synergy.grading")),
-    ("config", ("synergy.config", "synergy.resources", "synergy.memory_plan")),
+    ("config", ("synergy.config", "synergy.resources", "synergy.memory_plan", "synergy.scorecard.checks")),
     ("models and generation", ("synergy.models", "synergy.generate", "synergy.shards", "synergy.analysis",
                                "synergy.difficulty", "synergy.findings")),
     ("stages", ("synergy.train", "synergy.pretrain", "synergy.vision_pretrain", "synergy.sampling", "synergy.mixing", "synergy.merge", "synergy.routing",

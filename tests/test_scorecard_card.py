@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 
 import polars as pl
+import pytest
 
 from synergy.scorecard.card import scorecard
 
@@ -33,4 +34,16 @@ def test_a_copy_of_an_arm_gets_its_numbers_and_is_closest_to_it():
     assert card["closest"].row(0, named=True) == {"arm": "sft", "distance": 0.0, "levels": 5}
     assert card["words"].filter(pl.col("word") == "wait")["count"].item() == 40  # one of 4 samples of 40 questions
     gain = card["gain"]
-    assert gain.height == 2 * 5 and (gain["ci_low"] <= gain["gain"]).all() and (gain["gain"] <= gain["ci_high"]).all()
+    assert gain.height == (2 + 1) * 5 and (gain["ci_low"] <= gain["gain"]).all() and (gain["gain"] <= gain["ci_high"]).all()
+
+
+def test_the_pooled_gain_pools_the_questions_of_every_benchmark():
+    evals, levels = _evals(1)
+    gain = scorecard(evals, levels, "rl", "base", ["base", "sft", "rl"], resamples=200)["gain"]
+    pooled = gain.filter(pl.col("bench") == "all")
+    per = gain.filter(pl.col("bench") != "all")
+    assert pooled["questions"].to_list() == [8] * 5  # 2 benchmarks x 4 questions per level
+    for row in pooled.iter_rows(named=True):
+        parts = per.filter(pl.col("level") == row["level"])
+        mean = (parts["gain"] * parts["questions"]).sum() / parts["questions"].sum()
+        assert row["gain"] == pytest.approx(mean) and row["ci_low"] <= row["gain"] <= row["ci_high"]

@@ -109,3 +109,32 @@ def test_snakemake_stops_before_any_job_on_a_bad_external_and_on_a_taken_name(tm
         from synergy.scorecard.checks import check_externals
 
         check_externals({"arms": [{"name": "base", "kind": "base"}], "external": [{"name": "base", "path": "/x"}]})
+
+
+def test_seeds_of_must_name_an_evaluated_study_arm():
+    from synergy.scorecard.checks import check_externals
+
+    cfg = {"arms": [{"name": "base", "kind": "base"}], "external": [{"name": "mine", "path": "/x", "seeds_of": "rl"}]}
+    with pytest.raises(ExternalError, match=r"seeds_of 'rl' is not an evaluated arm of this study \(have \['base'\]\)"):
+        check_externals(cfg)
+
+
+def test_the_workflow_reads_an_external_arm_from_its_folder_or_its_download_with_its_seeds(tmp_path):
+    from types import SimpleNamespace
+
+    import yaml
+    from tiny_study import ROOT, tiny_study
+
+    from synergy.config import deep_update, load_config
+    from synergy.workflow import eval_reasoning, eval_seeds, evaluated_arms, external_downloads, model_dir
+
+    raw = deep_update(yaml.safe_load((ROOT / "config/config.yaml").read_text()), tiny_study("ext", external=[
+        {"name": "copy", "path": "elsewhere/base", "seeds_of": "base"},
+        {"name": "hubbed", "hub": "org/vlm", "revision": "abc", "reasoning_instruction": False}]))
+    study = load_config(raw)
+    assert evaluated_arms(study) == ["base", "copy", "hubbed"]
+    assert model_dir(study, "copy") == "elsewhere/base" and model_dir(study, "hubbed") == "resources/models/org--vlm@abc"
+    assert external_downloads(study) == [{"path": "org/vlm", "revision": "abc"}]
+    wc = lambda arm: SimpleNamespace(arm=arm, bench="synth-mixed", get=lambda k: None)  # noqa: E731
+    assert eval_seeds(study, wc("copy")) == eval_seeds(study, wc("base")) != eval_seeds(study, wc("hubbed"))
+    assert eval_reasoning(study, "copy") is True and eval_reasoning(study, "hubbed") is False

@@ -52,10 +52,11 @@ def seed_name(study: StudyConfig, arm: str) -> str:
     return ext.seeds_of if ext is not None and ext.seeds_of else arm
 
 
-def trusts_remote_code(study: StudyConfig, arm: str) -> bool:
-    """Whether ``arm``'s model loads with ``trust_remote_code``: an external arm's own setting, else the study's."""
+def trusts_remote_code(study: StudyConfig, arm: str) -> bool | None:
+    """An external arm's own ``trust_remote_code``; None for a study arm, whose jobs take the study's setting from
+    the job environment (synergy.workflow.jobs), so that changing it re-runs no evaluation."""
     ext = study.external(arm)
-    return ext.trust_remote_code if ext is not None else study.base_model.trust_remote_code
+    return ext.trust_remote_code if ext is not None else None
 
 
 def base_arm(study: StudyConfig) -> str:

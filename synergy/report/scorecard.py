@@ -1,4 +1,4 @@
-"""The scorecard's files (docs/scorecard.md §3): ``results/<study>/scorecards/{arm}.csv``, ``.md`` and ``.pdf``.
+"""The scorecard's files (docs/scorecard.md §4): ``results/<study>/scorecards/{arm}.csv``, ``.md`` and ``.pdf``.
 
 Not a paper section; the pages apply the paper's Fig. 1 lens (gain over the base model by difficulty level)
 and Table 5's reasoning words to one checkpoint. The CSV holds every number of the card in one tidy table
