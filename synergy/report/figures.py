@@ -29,15 +29,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from synergy.report.plotting import (  # noqa: F401  (arm_colour, arm_marker: part of this module's interface)
-)
-    ARM_COLOURS,
+from synergy.report.plotting import (
     DYNAMICS,
     HYBRID_DYNAMICS,
     MERGE_COLOUR,
     METHOD_COLOURS,
-    _FALLBACK,
-    _MARKERS,
     _arm_handle,
     _benches,
     _by_level,
