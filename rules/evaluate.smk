@@ -67,6 +67,42 @@ if ROUTED:
     localrules:
         route_answers,
 
+    TUNE = tune_samples(STUDY)  # tune set -> the arms sampled on it
+
+    if TUNE:
+
+        rule sample_route_tune:
+            """One parent of a routed arm sampled on the routed arm's tune set, a train set neither parent trained on,
+            with the evaluation's settings: the routing threshold is chosen there, never on the benchmarks."""
+            input:
+                bench=lambda wc: [TRAIN_PATH.format(study=wc.study, set=wc.set)],
+                model=lambda wc: model_dir(STUDY, wc.arm),
+            output:
+                TUNE_PATH,
+            wildcard_constraints:
+                arm="|".join(re.escape(a) for a in sorted(set().union(*TUNE.values()))),
+                set="|".join(re.escape(t) for t in TUNE),
+            params:
+                sampling=generation_settings(STUDY.evaluation),
+                vllm=vllm_params(STUDY, STUDY.evaluation.backend if STUDY.evaluation else "hf"),
+                prompt=STUDY.prompt.to_dict(),
+                timeout_s=STUDY.grading.timeout_s,
+                reasoning=lambda wc: eval_reasoning(STUDY, wc.arm),
+                trust_remote_code=None,  # a study arm: the job environment's setting
+                seed=lambda wc: [derived_seed(STUDY.seed, "route-tune", wc.arm, wc.set)],
+                shard=(0, 1),
+            threads: rule_threads(config, "evaluate")
+            resources:
+                **res("evaluate"),
+            conda:
+                conda_env(STUDY.evaluation.backend if STUDY.evaluation else "hf")
+            log:
+                "logs/{study}/sample_route_tune/{arm}/{set}.log",
+            benchmark:
+                "results/{study}/benchmarks/sample_route_tune/{arm}/{set}.tsv"
+            script:
+                "../scripts/evaluate.py"
+
     rule route_answers:
         """A routed arm's answers on one benchmark: per question, its fast arm's samples when they agree, else its
         slow arm's (beyond the paper; docs/routing.md). No model runs: it reads the two arms' evaluations."""

@@ -1,15 +1,24 @@
-"""Glue for rule route_answers (a routed arm on one benchmark). Logic: synergy.routing.route."""
+"""Glue for rule route_answers (a routed arm on one benchmark). Logic: synergy.routing (route; choose_threshold
+on the tune set's samples when the arm has one)."""
 import logging
 
 import polars as pl
 
 from synergy.io import write_parquet
 from synergy.logs import setup_logging
-from synergy.routing import route, sweep
+from synergy.routing import choose_threshold, route, sweep
 
 setup_logging(snakemake.log[0])
 p = snakemake.params.routing
 fast, slow = pl.read_parquet(snakemake.input.fast), pl.read_parquet(snakemake.input.slow)
+if p.get("tune_set"):
+    p["threshold"], tuned = choose_threshold(pl.read_parquet(snakemake.input.tune_fast),
+                                             pl.read_parquet(snakemake.input.tune_slow), p["candidates"],
+                                             names=(p["fast"], p["slow"]))
+    for row in tuned.iter_rows(named=True):
+        logging.info("tune set %s, threshold %.2f: accuracy %.1f%%, tokens per question %.1f, %.0f%% to %s%s",
+                     p["tune_set"], row["threshold"], row["accuracy"], row["tokens_per_question"],
+                     100 * row["share_to_slow"], p["slow"], "  <- chosen" if row["chosen"] else "")
 out = route(fast, slow, arm=snakemake.wildcards.arm, threshold=p["threshold"], signal=p["signal"],
             names=(p["fast"], p["slow"]))
 per_q = out.group_by("id").agg(pl.col("routed_to").first(), pl.col("routing_tokens").first(), pl.col("correct").mean())

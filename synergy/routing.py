@@ -6,6 +6,10 @@ model's levels: it is the agreement of the fast arm's own k samples (self-consis
 give the most common extracted answer (a sample with no answer agrees with nothing). When the fast arm agrees
 with itself at least ``threshold``, its samples answer the question; otherwise the slow arm's do.
 
+The threshold is a setting, or chosen on held-out questions (``choose_threshold``): both arms sampled on a train
+set neither of them trained on, the candidate with the best routed accuracy there is used on the benchmarks;
+the benchmarks never choose it.
+
 Cost: the fast arm's samples are always generated (they are the signal); the slow arm's only for the questions
 routed to it. Each routed row records the arm that answered (``routed_to``), the signal (``agreement``) and the
 tokens both arms generated for that question (``routing_tokens``). docs/routing.md has the definitions and the
@@ -83,3 +87,13 @@ def sweep(fast: pl.DataFrame, slow: pl.DataFrame, thresholds: Sequence[float],
                     "tokens_per_question": float(per_q["routing_tokens"].mean()),
                     "share_to_slow": float(per_q["to_slow"].mean())})
     return pl.DataFrame(out)
+
+
+def choose_threshold(fast: pl.DataFrame, slow: pl.DataFrame, candidates: Sequence[float],
+                     names: tuple[str, str] = ("fast", "slow")) -> tuple[float, pl.DataFrame]:
+    """The threshold of ``candidates`` with the best routed accuracy on held-out questions (``fast`` and ``slow``:
+    both arms' samples of a tune set neither trained on); a tie goes to the one that generates fewer tokens, then
+    to the lower threshold. Returns it and the sweep over every candidate (``chosen`` marks it)."""
+    table = sweep(fast, slow, sorted(set(candidates)), names=names)
+    best = table.sort(["accuracy", "tokens_per_question", "threshold"], descending=[True, False, False]).row(0, named=True)
+    return best["threshold"], table.with_columns((pl.col("threshold") == best["threshold"]).alias("chosen"))

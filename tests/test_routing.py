@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from synergy.config import ConfigError, load_config
-from synergy.routing import agreement, route, sweep
+from synergy.routing import agreement, choose_threshold, route, sweep
 
 
 def _evals(arm: str, answers: dict[str, list[str | None]], gold: dict[str, str], tokens: int) -> pl.DataFrame:
@@ -66,6 +66,10 @@ def _config() -> dict:
     ({"train_set": "eureka"}, "a routed arm trains nothing"),
     ({"settings": {"threshold": 2}}, "threshold"),
     ({"settings": {"signal": "logprob"}}, "signal"),
+    ({"settings": {"tune_set": "nope"}}, "'nope' is not a train set of this study"),
+    ({"settings": {"tune_set": "rl"}}, "arm 'rl', which the routed arm builds on, trains on 'rl'"),
+    ({"slow": "twostage", "settings": {"tune_set": "eureka"}}, "arm 'sft-eureka', which the routed arm builds on"),
+    ({"settings": {"candidates": []}}, "candidates"),
 ])
 def test_config_refuses_a_bad_routed_arm(change, message):
     cfg = _config()
@@ -88,10 +92,26 @@ def test_the_default_study_routes_rl_and_sft_and_shows_the_arm_in_table6_and_fig
     study = load_config(_config())
     arm = study.arm("routed")
     assert (arm.fast, arm.slow) == ("rl", "sft-eureka")
-    assert study.arm_settings("routed").threshold == 1.0
+    assert study.arm_settings("routed").tune_set == "route-tune"
     assert "routed" in study.tables["table6_synergy"]
-    from synergy.workflow import model_arms, routed_inputs
+    from synergy.workflow import model_arms, routed_inputs, tokenizer_corpus_paths, tune_samples
     assert "routed" not in model_arms(study) and "rl" in model_arms(study)
     assert routed_inputs(study, "routed", "synth-count") == {
         "fast": "results/embedded/eval/rl/synth-count.parquet",
-        "slow": "results/embedded/eval/sft-eureka/synth-count.parquet"}
+        "slow": "results/embedded/eval/sft-eureka/synth-count.parquet",
+        "tune_fast": "results/embedded/routing/tune/rl/route-tune.parquet",
+        "tune_slow": "results/embedded/routing/tune/sft-eureka/route-tune.parquet"}
+    assert tune_samples(study) == {"route-tune": {"rl", "sft-eureka"}}
+    # held out from every model: not even the tiny tokenizer reads it
+    assert not any("route-tune" in p for p in tokenizer_corpus_paths(study))
+
+
+def test_the_threshold_is_chosen_on_the_tune_set_best_accuracy_then_fewest_tokens():
+    # on these held-out questions routing everything to the slow arm is best: threshold above every agreement
+    t, table = choose_threshold(FAST, SLOW, [0.0, 0.5, 1.0], names=("rl", "sft"))
+    assert t == 1.0 and table.filter(pl.col("chosen"))["threshold"].to_list() == [1.0]
+    assert table["accuracy"].to_list() == sweep(FAST, SLOW, [0.0, 0.5, 1.0], names=("rl", "sft"))["accuracy"].to_list()
+    # equal accuracy: the cheaper threshold wins (here the fast arm is right everywhere it is asked)
+    same = _evals("sft", {"q1": ["3"] * 4, "q2": ["4", "5", "4", "6"], "q3": [None] * 4}, GOLD, 100)
+    t, table = choose_threshold(FAST, same, [0.0, 0.5, 1.0], names=("rl", "sft"))
+    assert t == 0.0 and table.filter(pl.col("chosen")).height == 1

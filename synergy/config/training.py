@@ -170,12 +170,17 @@ class RoutingSettings(_Section):
 
     signal: str = "agreement"    # share of the fast arm's samples that give its most common answer
     threshold: float = 1.0       # the fast arm answers when the signal is at least this; else the slow arm
+    tune_set: str | None = None  # a train set neither parent trained on: the threshold is chosen on it instead
+    candidates: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # the thresholds tried on the tune set
 
     def __post_init__(self):
         if self.signal != "agreement":
             raise ConfigError(f"config key 'signal': unknown routing signal {self.signal!r}; known: ['agreement']")
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"config key 'threshold': must be in [0, 1], got {self.threshold}")
+        object.__setattr__(self, "candidates", tuple(float(c) for c in self.candidates))
+        if not self.candidates or any(not 0.0 <= c <= 1.0 for c in self.candidates):
+            raise ConfigError(f"config key 'candidates': thresholds in [0, 1], at least one; got {list(self.candidates)}")
 
 
 ARM_KINDS = {"base": None, "sft": SFTSettings, "grpo": GRPOSettings, "mixing": SFTSettings, "merge": None,

@@ -202,10 +202,31 @@ def _routed_errors(cfg, i: int, a, kinds: Mapping[str, str]) -> list[str]:
         if a.get(key) is not None:
             errors.append(f"config key 'arms[{i}].{key}': a routed arm trains nothing (arm {a['name']!r})")
     try:
-        resolve_settings(cfg, ArmSpec.from_dict(a, f"arms[{i}]"), ARM_KINDS["routed"])
+        settings = resolve_settings(cfg, ArmSpec.from_dict(a, f"arms[{i}]"), ARM_KINDS["routed"])
     except (ConfigError, TypeError) as exc:
-        errors.append(f"config key 'arms[{i}]' ({a['name']}): {exc}")
+        return errors + [f"config key 'arms[{i}]' ({a['name']}): {exc}"]
+    if settings.tune_set is not None and not errors:
+        errors += _tune_set_errors(cfg, i, a, settings.tune_set)
     return errors
+
+
+def _tune_set_errors(cfg, i: int, a, tune_set: str) -> list[str]:
+    """A routed arm's tune set is a train set that neither parent, nor anything they are built from, trained on."""
+    where = f"config key 'arms[{i}].settings.tune_set' (arm {a['name']!r})"
+    if tune_set not in {t["name"] for t in cfg.get("train_sets") or []}:
+        return [f"{where}: {tune_set!r} is not a train set of this study"]
+    arms = {x["name"]: x for x in [*cfg.get("arms", []), *merge_arm_dicts(cfg)]}
+    seen, todo = set(), [a["fast"], a["slow"]]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in arms:
+            continue
+        seen.add(name)
+        if arms[name].get("train_set") == tune_set:
+            return [f"{where}: arm {name!r}, which the routed arm builds on, trains on {tune_set!r}: the threshold "
+                    f"must be chosen on questions neither parent has seen"]
+        todo += arm_parents(arms[name], cfg)
+    return []
 
 
 def _init_epoch_errors(cfg, user_arms, i: int, a) -> list[str]:

@@ -16,6 +16,7 @@ from synergy.workflow.paths import (
     MODEL_DIR,
     TRAIN_PATH,
     TRAIN_SAMPLES_PATH,
+    TUNE_PATH,
 )
 
 
@@ -52,8 +53,12 @@ def derived_seed(seed: int, *names: str) -> int:
 
 
 def tokenizer_corpus_paths(study: StudyConfig) -> list[str]:
-    """Training sets whose text the tiny tokenizer is trained on (never the benchmarks)."""
-    return [TRAIN_PATH.format(study=study.name, set=t.name) for t in study.train_sets]
+    """Training sets whose text the tiny tokenizer is trained on: never the benchmarks, nor a set that only serves to
+    choose a routed arm's threshold (held out from every model, the base model's tokenizer included)."""
+    held_out = {study.arm_settings(a.name).tune_set for a in study.arms if a.kind == "routed"}
+    trained = {a.train_set for a in study.arms}
+    return [TRAIN_PATH.format(study=study.name, set=t.name) for t in study.train_sets
+            if t.name not in held_out or t.name in trained]
 
 
 def model_dir(study: StudyConfig, arm: str) -> str:
@@ -75,14 +80,29 @@ def model_arms(study: StudyConfig) -> list[str]:
 
 
 def routed_inputs(study: StudyConfig, arm: str, bench: str) -> dict[str, str]:
-    """The two evaluations a routed arm reads on one benchmark: its fast and its slow arm's."""
+    """The two evaluations a routed arm reads on one benchmark, its fast and its slow arm's, and, with a tune set,
+    both arms' samples of it (the threshold is chosen there: docs/routing.md §3)."""
     spec = study.arm(arm)
-    return {"fast": EVAL_PATH.format(study=study.name, arm=spec.fast, bench=bench),
-            "slow": EVAL_PATH.format(study=study.name, arm=spec.slow, bench=bench)}
+    out = {"fast": EVAL_PATH.format(study=study.name, arm=spec.fast, bench=bench),
+           "slow": EVAL_PATH.format(study=study.name, arm=spec.slow, bench=bench)}
+    tune = study.arm_settings(arm).tune_set
+    if tune is not None:
+        out["tune_fast"] = TUNE_PATH.format(study=study.name, arm=spec.fast, set=tune)
+        out["tune_slow"] = TUNE_PATH.format(study=study.name, arm=spec.slow, set=tune)
+    return out
+
+
+def tune_samples(study: StudyConfig) -> dict[str, set[str]]:
+    """Tune set -> the arms sampled on it (the parents of the routed arms that choose their threshold there)."""
+    out: dict[str, set[str]] = {}
+    for a in study.arms:
+        if a.kind == "routed" and study.arm_settings(a.name).tune_set is not None:
+            out.setdefault(study.arm_settings(a.name).tune_set, set()).update((a.fast, a.slow))
+    return out
 
 
 def routing_params(study: StudyConfig, arm: str) -> dict:
-    """What rule route_answers needs: the two arms and the routing settings (signal, threshold)."""
+    """What rule route_answers needs: the two arms and the routing settings (signal, threshold, tune set)."""
     spec = study.arm(arm)
     return {"fast": spec.fast, "slow": spec.slow, **study.arm_settings(arm).to_dict()}
 

@@ -22,6 +22,7 @@ TRAIN_STATE = "results/{study}/train_state/{arm}"
 EVAL_PATH = "results/{study}/eval/{arm}/{bench}.parquet"
 TRAIN_SAMPLES_PATH = "results/{study}/difficulty/train/{set}/{rollout}.samples.parquet"  # {rollout}: workflow.inputs.rollout_key
 MIXING_PATH = "results/{study}/data/mixing/{arm}.parquet"
+TUNE_PATH = "results/{study}/routing/tune/{arm}/{set}.parquet"  # an arm's samples of a routed arm's tune set
 FIGURE_PATH = "results/{study}/figures/{figure}.pdf"
 REPORT_PATH = "results/{study}/figures/all.pdf"
 
