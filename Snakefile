@@ -54,5 +54,6 @@ rule all:
 
 # A `resources:` entry must name a rule. Some rules exist only in some studies (the kind of base model, sharded
 # generation): they may be named anyway (config.yaml names build_base_model; the paper study links its model).
-CONDITIONAL_RULES = ["build_base_model", "link_base_model", "gather_difficulty", "gather_eval"]
+CONDITIONAL_RULES = ["build_base_model", "link_base_model", "gather_difficulty", "gather_eval", "route_answers",
+                     "sample_route_tune", "tabulate_routing"]
 check_rule_names(config, [r.name for r in workflow.rules] + CONDITIONAL_RULES)

@@ -26,10 +26,10 @@ from synergy.report.targets import (
 )
 
 from synergy.report.findings_targets import FINDINGS_TABLE, findings_inputs, findings_params
-from synergy.workflow import COST_TABLE, cost_graph, cost_inputs
+from synergy.workflow import COST_TABLE, ROUTING_TABLE, cost_graph, cost_inputs, has_routed, routing_files, study_figures
 
 REPORT = report_config(STUDY)
-REPORT_CODE = [code_file(workflow.basedir, "synergy", "report", f) for f in ("figures.py", "study_tables.py", "cost.py")]
+REPORT_CODE = [code_file(workflow.basedir, "synergy", "report", f) for f in ("figures.py", "plotting.py", "study_tables.py", "cost.py")]
 
 
 localrules:
@@ -117,6 +117,37 @@ rule check_findings:
         "../scripts/check_findings.py"
 
 
+if has_routed(STUDY):
+
+    localrules:
+        tabulate_routing,
+
+    rule tabulate_routing:
+        """Routed arms at each threshold: accuracy, tokens per question, share to the slow arm, on the tune set
+        (where the threshold is chosen) and on the benchmarks (beyond the paper; docs/routing.md)."""
+        input:
+            [f for files in routing_files(STUDY).values() for v in files.values() for f in (v if isinstance(v, list) else [v])],
+            code=code_file(workflow.basedir, "synergy", "routing.py"),
+        output:
+            csv=report(table_csv(ROUTING_TABLE), caption="../report/table.rst", category=report_section(ROUTING_TABLE),
+                       labels={"table": ROUTING_TABLE}),
+            md=table_md(ROUTING_TABLE),
+        params:
+            routing={a: routing_params(STUDY, a) for a in arms_of_kind(STUDY, "routed")},
+            files=routing_files(STUDY),
+            title=report_caption(ROUTING_TABLE),
+        resources:
+            **res("tabulate_routing"),
+        conda:
+            "../envs/cpu.yaml"
+        log:
+            "logs/{study}/tabulate_routing/routing_sweep.log",
+        benchmark:
+            "results/{study}/benchmarks/tabulate_routing/routing_sweep.tsv"
+        script:
+            "../scripts/tabulate_routing.py"
+
+
 rule make_figure:
     """One figure of the paper (Fig. 1-14) from the study's tables and training logs."""
     input:
@@ -126,7 +157,7 @@ rule make_figure:
         report(FIGURE_PATH, caption="../report/figure.rst", category=lambda wc: report_section(wc.figure),
                labels=lambda wc: {"figure": wc.figure}),
     wildcard_constraints:
-        figure="|".join(FIGURES),
+        figure="|".join(study_figures(STUDY)),
     params:
         spec=lambda wc: figure_spec(STUDY, wc.figure),
     resources:

@@ -97,3 +97,24 @@ def choose_threshold(fast: pl.DataFrame, slow: pl.DataFrame, candidates: Sequenc
     table = sweep(fast, slow, sorted(set(candidates)), names=names)
     best = table.sort(["accuracy", "tokens_per_question", "threshold"], descending=[True, False, False]).row(0, named=True)
     return best["threshold"], table.with_columns((pl.col("threshold") == best["threshold"]).alias("chosen"))
+
+
+def sweep_table(arm: str, params: dict, bench: tuple[pl.DataFrame, pl.DataFrame],
+                tune: tuple[pl.DataFrame, pl.DataFrame] | None) -> pl.DataFrame:
+    """One routed arm's trade-off at each threshold (the routing_sweep table): on its tune set, where the threshold
+    is chosen, and on the benchmarks pooled, where it is only measured. ``params``: synergy.workflow.routing_params
+    of the arm; ``bench`` / ``tune``: the fast and slow arm's rows there. ``chosen`` marks the threshold used."""
+    names = (params["fast"], params["slow"])
+    if tune is not None:
+        threshold, tuned = choose_threshold(*tune, params["candidates"], names=names)
+        parts = [tuned.with_columns(pl.lit(f"tune set {params['tune_set']}").alias("split"))]
+        grid = sorted(set(params["candidates"]))
+    else:
+        threshold, parts = params["threshold"], []
+        grid = sorted(set(params["candidates"]) | {threshold})
+    on_bench = sweep(*bench, grid, names=names).with_columns((pl.col("threshold") == threshold).alias("chosen"),
+                                                            pl.lit("benchmarks").alias("split"))
+    out = pl.concat([*parts, on_bench], how="diagonal_relaxed")
+    return out.select(pl.lit(arm).alias("arm"), pl.lit(names[0]).alias("fast"), pl.lit(names[1]).alias("slow"),
+                      "split", "threshold", "accuracy", "tokens_per_question",
+                      (100 * pl.col("share_to_slow")).alias("percent_to_slow"), "chosen")

@@ -254,3 +254,17 @@ def test_report_modules_never_import_torch():
             "assert not bad, bad")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_the_routing_sweep_marks_the_threshold_used_and_names_absent_arms(tmp_path):
+    rows = [{"arm": "routed", "fast": "rl", "slow": "sft", "split": split, "threshold": t, "accuracy": acc + t,
+             "tokens_per_question": 10 + 100 * t, "percent_to_slow": 100 * t, "chosen": t == 0.5}
+            for split, acc in (("tune set tune", 30.0), ("benchmarks", 31.0)) for t in (0.0, 0.5, 1.0)]
+    fig = F.draw({"kind": "routing", "arms": ["routed", "routed2"], "caption": "c"}, {"sweep": pd.DataFrame(rows)},
+                 tmp_path / "routing_sweep.pdf")
+    acc, tok = fig.axes[:2]
+    circled = [line for line in acc.lines if line.get_marker() == "o" and line.get_linestyle() == "None"]
+    assert [list(line.get_xdata()) for line in circled] == [[0.5], [0.5]]  # one per split
+    assert (tmp_path / "routing_sweep.pdf").read_bytes().startswith(b"%PDF")
+    note = [t.get_text() for t in fig.texts if "Absent" in t.get_text()]
+    assert note and "routed2" in note[0]

@@ -11,6 +11,7 @@ import yaml
 from synergy.config import ConfigError, load_config, load_config_file
 from synergy.report import targets as T
 from synergy.report.pdf import build_report, code_version, table_pages
+from synergy.workflow import has_routed, study_figures
 from synergy.report.study_tables import md_title, report_layout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,7 +181,9 @@ def test_dry_run_of_the_report_plans_only_light_local_jobs_on_top_of_the_tables(
                           "--configfile", "config/smoke.yaml"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M)}
-    assert counts["make_figure"] == len(T.FIGURES) and counts["make_report"] == 1
+    smoke = load_config_file(ROOT / "config/config.yaml", ROOT / "config/smoke.yaml")
+    assert not has_routed(smoke) and "routing_sweep" not in study_figures(smoke)  # drawn only with a routed arm
+    assert counts["make_figure"] == len(T.FIGURES) - 1 == len(study_figures(smoke)) and counts["make_report"] == 1
     assert counts["tabulate_level_gain"] == 1 and counts["tabulate_reasoning_words"] == 1
 
 

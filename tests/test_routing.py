@@ -115,3 +115,16 @@ def test_the_threshold_is_chosen_on_the_tune_set_best_accuracy_then_fewest_token
     same = _evals("sft", {"q1": ["3"] * 4, "q2": ["4", "5", "4", "6"], "q3": [None] * 4}, GOLD, 100)
     t, table = choose_threshold(FAST, same, [0.0, 0.5, 1.0], names=("rl", "sft"))
     assert t == 0.0 and table.filter(pl.col("chosen")).height == 1
+
+
+def test_the_sweep_table_shows_the_tune_set_where_the_threshold_is_chosen_and_the_benchmarks():
+    from synergy.routing import sweep_table
+
+    params = {"fast": "rl", "slow": "sft", "threshold": 1.0, "tune_set": "t", "candidates": (0.0, 0.5, 1.0)}
+    table = sweep_table("routed", params, (FAST, SLOW), (FAST, SLOW))
+    assert table["split"].unique(maintain_order=True).to_list() == ["tune set t", "benchmarks"]
+    chosen = table.filter(pl.col("chosen"))
+    assert chosen["threshold"].to_list() == [1.0, 1.0]  # chosen on the tune set, used on the benchmarks
+    fixed = sweep_table("routed", {**params, "tune_set": None, "threshold": 0.75}, (FAST, SLOW), None)
+    assert set(fixed["split"]) == {"benchmarks"} and fixed.filter(pl.col("chosen"))["threshold"].to_list() == [0.75]
+    assert fixed["threshold"].to_list() == [0.0, 0.5, 0.75, 1.0]

@@ -23,11 +23,12 @@ def dry_run(*args: str, cwd: Path = ROOT) -> dict[str, int]:
 
 def test_dry_run_of_the_whole_study_lists_every_job():
     counts = dry_run()
-    assert counts == {"build_synthetic_benchmark": 5, "build_synthetic_train_set": 5, "build_base_model": 1,
+    assert counts == {"build_synthetic_benchmark": 5, "build_synthetic_train_set": 6, "build_base_model": 1,
                       "sample_difficulty": 5, "assign_levels": 1, "tabulate_level_counts": 1,
                       "train_sft": 4, "train_grpo": 6, "sample_train_pass_rates": 1, "build_mixing_set": 1,
-                      "merge_models": 9, "evaluate": 20, "route_answers": 5, "tabulate_arms": 7,
-                      "tabulate_level_gain": 1, "tabulate_reasoning_words": 1, "check_findings": 1, "tabulate_cost": 1, "make_figure": 13, "make_report": 1,
+                      "merge_models": 9, "evaluate": 20, "sample_route_tune": 2, "route_answers": 5, "tabulate_arms": 7,
+                      "tabulate_level_gain": 1, "tabulate_reasoning_words": 1, "check_findings": 1, "tabulate_cost": 1,
+                      "tabulate_routing": 1, "make_figure": 14, "make_report": 1,
                       "all": 1}
 
 

@@ -17,6 +17,8 @@ data (drawing primitives: synergy/report/plotting.py). Never imports torch.
     easy_gap          Fig. 5      per-level accuracy gap of two arms (with - without the easiest questions)
     words             Fig. 10     reasoning words per 1,000 responses
     merging           Fig. 14     merged models' gain over the base model against the SFT model's weight
+    cost              (beyond)    average accuracy against each arm's cost (docs/cost.md)
+    routing           (beyond)    routed arms' accuracy and tokens against the threshold (docs/routing.md)
 """
 
 from __future__ import annotations
@@ -285,6 +287,34 @@ def cost_accuracy(cost: pd.DataFrame, levels: pd.DataFrame, arms: Sequence[str],
     return _finish(fig, caption, absent, note, path)
 
 
+def routing_sweep(sweep: pd.DataFrame, arms: Sequence[str], path: str | Path | None = None, *, caption: str = "",
+                  note: str = "") -> Figure:
+    """Beyond the paper (docs/routing.md): each routed arm's accuracy and tokens generated per question against
+    its threshold, a solid line on the tune set (where the threshold is chosen), dashed on the benchmarks; the
+    threshold used is circled."""
+    fig, (acc, tok), _ = _panels(2, ncols=2, size=(4.6, 3.3))
+    present, absent = _present(arms, set(sweep["arm"]))
+    handles = []
+    for arm in present:
+        rows = sweep[sweep["arm"] == arm]
+        for split, df in rows.groupby("split", sort=False):
+            style = "-" if split.startswith("tune") else "--"
+            df = df.sort_values("threshold")
+            for ax, col in ((acc, "accuracy"), (tok, "tokens_per_question")):
+                ax.plot(df["threshold"], df[col], style, marker=arm_marker(arm), color=arm_colour(arm), ms=4)
+                chosen = df[df["chosen"].astype(bool)]
+                ax.plot(chosen["threshold"], chosen[col], "o", ms=11, mfc="none", mec="0.2")
+            handles.append(Line2D([], [], ls=style, color=arm_colour(arm), marker=arm_marker(arm),
+                                  label=f"{arm} ({rows['fast'].iloc[0]} / {rows['slow'].iloc[0]}): {split}"))
+    if not present:
+        _empty(acc, "no routed arm in this study")
+    acc.set(xlabel="threshold (agreement of the fast arm's samples)", ylabel="accuracy (%)")
+    tok.set(xlabel="threshold (agreement of the fast arm's samples)", ylabel="tokens generated per question")
+    handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="0.2", label="threshold used"))
+    _legend(fig, handles)
+    return _finish(fig, caption, absent, note, path)
+
+
 # --------------------------------------------------------------------------- file entry points
 
 
@@ -304,6 +334,8 @@ def read_inputs(kind: str, inputs: Mapping[str, str | Sequence[str]]) -> dict:
         return {"grid": pd.read_csv(inputs["grid"]) if inputs.get("grid") else None}
     if kind == "cost":
         return {"cost": pd.read_csv(inputs["cost"]), "levels": pd.read_csv(inputs["levels"])}
+    if kind == "routing":
+        return {"sweep": pd.read_csv(inputs["sweep"])}
     raise KeyError(f"unknown figure kind {kind!r}")
 
 
@@ -327,4 +359,6 @@ def draw(spec: Mapping, data: Mapping, path: str | Path | None = None) -> Figure
         return merging(data["grid"], path, benches=spec.get("benches"), **common)
     if kind == "cost":
         return cost_accuracy(data["cost"], data["levels"], arms, path, **common)
+    if kind == "routing":
+        return routing_sweep(data["sweep"], arms, path, **common)
     raise KeyError(f"unknown figure kind {kind!r}")

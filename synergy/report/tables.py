@@ -10,7 +10,7 @@ from synergy.io import write_text
 
 
 # Columns that hold settings, not measurements: printed exactly (an SFT ratio of 0.25 is not "0.2").
-EXACT_COLUMNS = frozenset({"sft_ratio"})
+EXACT_COLUMNS = frozenset({"sft_ratio", "threshold"})
 
 
 def to_markdown(df: pl.DataFrame, float_digits: int = 1) -> str:

@@ -31,12 +31,15 @@ from synergy.workflow import (
     GAIN_TABLE,
     REPORT_PATH,
     REPORT_TABLES,
+    ROUTING_TABLE,
     SYNERGY,
     TRAIN_LOG,
     WORDS_TABLE,
     FigureDef,
     arms_of_kind,
     figure_targets,
+    has_routed,
+    study_figures,
     table_csv,
     table_md,
     table_names,
@@ -62,6 +65,7 @@ REPORT_SECTIONS = {
     "findings": "Findings: the paper's claims on this study",
     "judge_effect": "§2.4 Evaluation: the LLM judge",
     "cost": "Cost: what each arm took", "cost_accuracy": "Cost: what each arm took",
+    ROUTING_TABLE: "Beyond the paper: routing by difficulty", "routing_sweep": "Beyond the paper: routing by difficulty",
 }
 
 
@@ -80,6 +84,9 @@ def report_caption(name: str) -> str:
              "table5_reasoning_words": "Table 5: reasoning words in the answers (count and per 1,000 responses)",
              "findings": "The paper's claims F1-F14 on this study: statistic, 95% interval, the paper's value, verdict",
              "judge_effect": "Accuracy with and without the LLM judge",
+             ROUTING_TABLE: "Routed arms at each threshold: accuracy (%), tokens generated per question, share of "
+                            "questions answered by the slow arm, on the held-out tune set and on the benchmarks; "
+                            "chosen: the threshold used (docs/routing.md)",
              "cost": "Cost of every arm end to end: wall seconds by stage, CPU seconds, peak memory (MB), GPU-hours "
                      "and where each number came from (docs/cost.md)"}
     return TITLES.get(name) or extra.get(name) or name
@@ -109,6 +116,8 @@ REPORT_ORDER: tuple[tuple[str, str], ...] = (
     ("table", "merge_grid"),
     ("table", "cost"),
     ("figure", "cost_accuracy"),
+    ("table", ROUTING_TABLE),     # only in a study with a routed arm
+    ("figure", "routing_sweep"),
 )
 APPENDIX = ("level_accuracy", GAIN_TABLE)
 
@@ -167,6 +176,8 @@ def figure_arms(study: StudyConfig, figure: str) -> list[str]:
     figs = report_config(study).figures or {}
     if FIGURES[figure].kind == "cost" and not figs.get(figure):
         return study.arm_names  # none named: every arm of the study
+    if FIGURES[figure].kind == "routing" and not figs.get(figure):
+        return arms_of_kind(study, "routed")
     return list(figs.get(figure, FIGURES[figure].arms))
 
 
@@ -230,6 +241,8 @@ def figure_inputs(study: StudyConfig, figure: str) -> dict[str, Any]:
         return {"grid": table_csv("merge_grid", study.name)} if "merge_grid" in table_names(study) else {}
     if kind == "cost":
         return {"cost": table_csv(COST_TABLE, study.name), "levels": table_csv("level_accuracy", study.name)}
+    if kind == "routing":
+        return {"sweep": table_csv(ROUTING_TABLE, study.name)}
     raise KeyError(f"figure {figure!r} has an unknown kind {kind!r}")
 
 
@@ -253,7 +266,7 @@ def report_tables(study: StudyConfig) -> list[str]:
     """Every table of the study in report order (the level counts, the arm tables, the report's own)."""
     if not study.arms:
         return []
-    have = ["level_counts", *table_names(study), *REPORT_TABLES]
+    have = ["level_counts", *table_names(study), *REPORT_TABLES, *([ROUTING_TABLE] if has_routed(study) else [])]
     ordered = [n for t, n in REPORT_ORDER if t == "table" and n in have]
     extra = [n for n in have if n not in ordered and n not in APPENDIX]
     return ordered + extra + [n for n in APPENDIX if n in have]
@@ -266,7 +279,7 @@ def report_items(study: StudyConfig) -> list[dict]:
     tables = report_tables(study)
     items = []
     for kind, name in REPORT_ORDER:
-        if kind == "figure":
+        if kind == "figure" and name in study_figures(study):
             items.append({"type": "figure", "name": name, "spec": figure_spec(study, name),
                           "inputs": figure_inputs(study, name)})
         elif name in tables:

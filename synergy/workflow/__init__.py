@@ -56,6 +56,7 @@ from synergy.workflow.inputs import (
     rollout_key,
     rollout_settings,
     routed_inputs,
+    routing_files,
     routing_params,
     tune_samples,
     sft_data_path,
@@ -96,6 +97,9 @@ from synergy.workflow.record import StudyConflict, check_record, record_path, re
 from synergy.workflow.targets import (
     ARM_TABLES,
     COST_TABLE,
+    ROUTING_TABLE,
+    has_routed,
+    study_figures,
     FIGURES,
     GAIN_TABLE,
     FINDINGS_TABLE,
@@ -114,14 +118,14 @@ from synergy.workflow.targets import (
 )
 
 __all__ = [
-    "ARM_TABLES", "COST_TABLE", "cost_graph", "cost_inputs", "FINDINGS_TABLE", "BASE_MODEL_DIR", "BENCH_PATH", "EVAL_PATH", "EVAL_PER_ARM_PATTERNS", "FIGURES", "FIGURE_PATH",
+    "ARM_TABLES", "COST_TABLE", "ROUTING_TABLE", "has_routed", "study_figures", "cost_graph", "cost_inputs", "FINDINGS_TABLE", "BASE_MODEL_DIR", "BENCH_PATH", "EVAL_PATH", "EVAL_PER_ARM_PATTERNS", "FIGURES", "FIGURE_PATH",
     "GAIN_TABLE", "LEVELS_PATH", "MIXING_PATH", "MODEL_DIR", "REPORT_PATH", "REPORT_TABLES", "ROLLOUT_FIELDS",
     "SAMPLES_PATH", "SHARD_PATTERNS", "SYNERGY", "TABLE_PATH", "TRAIN_LOG", "TRAIN_PATH", "TRAIN_SAMPLES_PATH",
     "TRAIN_STATE", "UNSHARDED_PATTERNS", "WORDS_TABLE", "FigureDef", "arm_priority", "arms_of_kind", "bench_spec",
     "conda_env", "derived_seed", "eval_bench_inputs", "eval_job_outputs", "eval_job_path", "eval_paths",
     "eval_per_arm", "eval_seeds", "export_job_environment", "figure_targets", "final_targets", "generation_path",
     "generation_seed", "generation_settings", "grpo_inputs", "job_environment", "level_table_paths", "merge_cells",
-    "merge_grid_arms", "merge_inputs", "merge_settings", "model_arms", "model_dir", "routed_inputs", "routing_params", "tune_samples", "TUNE_PATH", "needs_base_rollouts", "pass_rate_settings",
+    "merge_grid_arms", "merge_inputs", "merge_settings", "model_arms", "model_dir", "routed_inputs", "routing_files", "routing_params", "tune_samples", "TUNE_PATH", "needs_base_rollouts", "pass_rate_settings",
     "rollout_key", "rollout_settings", "sft_data_path", "shard_count", "shard_of", "shard_paths",
     "synthetic_bench_paths", "table_arm_specs", "table_arms", "table_csv", "table_md", "table_names",
     "table_train_sets", "tokenizer_corpus_paths", "train_samples_path", "train_spec", "train_templates",

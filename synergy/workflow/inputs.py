@@ -101,6 +101,18 @@ def tune_samples(study: StudyConfig) -> dict[str, set[str]]:
     return out
 
 
+def routing_files(study: StudyConfig) -> dict[str, dict]:
+    """Per routed arm, what its sweep (the routing_sweep table) reads: the fast and slow arm's evaluation on every
+    benchmark, and their samples of the tune set when it has one."""
+    out = {}
+    for a in study.arms:
+        if a.kind == "routed":
+            per = [routed_inputs(study, a.name, b) for b in study.bench_names]
+            out[a.name] = {"fast": [x["fast"] for x in per], "slow": [x["slow"] for x in per],
+                           **{k: v for k, v in per[0].items() if k.startswith("tune_")}} if per else {}
+    return out
+
+
 def routing_params(study: StudyConfig, arm: str) -> dict:
     """What rule route_answers needs: the two arms and the routing settings (signal, threshold, tune set)."""
     spec = study.arm(arm)

@@ -16,6 +16,7 @@ GAIN_TABLE = "level_gain"                  # per-level gains with bootstrap inte
 WORDS_TABLE = "table5_reasoning_words"     # paper Table 5 (every arm of Fig. 10)
 FINDINGS_TABLE = "findings"                # the paper's claims, each with a verdict (docs/findings.md)
 COST_TABLE = "cost"                        # what each arm cost end to end (docs/cost.md; synergy/workflow/cost.py)
+ROUTING_TABLE = "routing_sweep"            # a routed arm's accuracy and cost at each threshold (docs/routing.md §3)
 REPORT_TABLES = (GAIN_TABLE, WORDS_TABLE, FINDINGS_TABLE, COST_TABLE)  # built by rules/report.smk (the rest: rules/evaluate.smk)
 
 SYNERGY = ("sft-eureka", "rl", "twostage", "interleaved", "progressive", "mixing", "merge-linear-0.25")
@@ -67,7 +68,19 @@ FIGURES: dict[str, FigureDef] = {
     "cost_accuracy": FigureDef(
         "cost", "Average accuracy against what each arm's training took (its own training and what it builds on; "
         "docs/cost.md)", ()),
+    "routing_sweep": FigureDef(
+        "routing", "Routed arms: accuracy and tokens generated per question against the routing threshold, on the "
+        "held-out tune set (where the threshold is chosen) and on the benchmarks (docs/routing.md)", ()),
 }
+
+
+def has_routed(study: StudyConfig) -> bool:
+    return any(a.kind == "routed" for a in study.arms)
+
+
+def study_figures(study: StudyConfig) -> list[str]:
+    """The figures a study draws: every one, but the routing sweep only when the study has a routed arm."""
+    return [f for f, d in FIGURES.items() if d.kind != "routing" or has_routed(study)]
 
 
 def merge_grid_arms(study: StudyConfig) -> list[str]:
@@ -122,11 +135,10 @@ def figure_targets(study: StudyConfig) -> list[str]:
     """The report's targets for ``final_targets``: every figure, Table 5 and results/<study>/figures/all.pdf."""
     if not study.arms:
         return []
-    return ([FIGURE_PATH.format(study=study.name, figure=f) for f in FIGURES]
-            + [table_csv(WORDS_TABLE, study.name), table_md(WORDS_TABLE, study.name),
-               table_csv(FINDINGS_TABLE, study.name), table_md(FINDINGS_TABLE, study.name),
-               table_csv(COST_TABLE, study.name), table_md(COST_TABLE, study.name),
-               REPORT_PATH.format(study=study.name)])
+    tables = [WORDS_TABLE, FINDINGS_TABLE, COST_TABLE, *([ROUTING_TABLE] if has_routed(study) else [])]
+    return ([FIGURE_PATH.format(study=study.name, figure=f) for f in study_figures(study)]
+            + [path for t in tables for path in (table_csv(t, study.name), table_md(t, study.name))]
+            + [REPORT_PATH.format(study=study.name)])
 
 
 def final_targets(study: StudyConfig) -> list[str]:
