@@ -10,7 +10,7 @@ import pytest
 
 # Rules the cost table does not count (docs/cost.md §1): tables, figures, the report, the cost table itself.
 NOT_COUNTED = ("tabulate_level_gain", "tabulate_reasoning_words", "check_findings", "make_figure", "make_report",
-               "tabulate_cost")
+               "tabulate_cost", "tabulate_routing")
 SHARED = ("build_synthetic_benchmark", "build_synthetic_train_set", "build_base_model", "sample_difficulty")
 TRAIN = {"sft": "train_sft", "mixing": "train_sft", "grpo": "train_grpo", "merge": "merge_models"}
 

@@ -8,7 +8,8 @@ each job named by its rule and its ``benchmark:`` file (``results/<study>/benchm
                  parent of a two-stage arm, a mixing arm's RL source, the two or three models a merge reads),
                  recursively; the base model's rollouts on the RL queries (``sample_train_pass_rates``) of every
                  arm in that chain that reads them; a mixing arm's mixing set (``build_mixing_set``); a routed arm's
-                 two parents' evaluations (it answers with their samples; docs/routing.md);
+                 two parents' evaluations (it answers with their samples; docs/routing.md) and, with a tune set, that set
+                 and both parents' samples of it (``sample_route_tune``);
 * ``evaluation`` the arm's own evaluation jobs (k samples per question of every benchmark);
 * ``shared``     what every arm stands on: the benchmarks and training sets, the base model (built and
                  pretrained in the embedded study), and the difficulty stage (the base model's samples that
@@ -22,10 +23,12 @@ and take seconds. This module never imports snakemake.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from synergy.config import StudyConfig, arm_parents
 from synergy.resources import rule_resources
 from synergy.workflow.generation import eval_per_arm, generation_path, shard_count
-from synergy.workflow.inputs import needs_base_rollouts, rollout_key, rollout_settings
+from synergy.workflow.inputs import needs_base_rollouts, rollout_key, rollout_settings, tokenizer_corpus_paths
 from synergy.workflow.paths import EVAL_PER_ARM_PATTERNS
 
 BENCHMARK = "results/{study}/benchmarks/{rule}/{name}.tsv"
@@ -35,6 +38,12 @@ TRAIN_RULES = {"sft": "train_sft", "mixing": "train_sft", "grpo": "train_grpo", 
 
 def _job(study: StudyConfig, rule: str, name: str) -> list[str]:
     return [rule, BENCHMARK.format(study=study.name, rule=rule, name=name)]
+
+
+def _set_job(study: StudyConfig, name: str) -> list[str]:
+    """The job that builds or loads train set ``name``."""
+    loader = next(t.loader for t in study.train_sets if t.name == name)
+    return _job(study, "build_synthetic_train_set" if loader == "synthetic" else "load_train_set", name)
 
 
 def _sharded(study: StudyConfig, stage: str, rule: str, **wildcards: str) -> list[list[str]]:
@@ -69,6 +78,10 @@ def upstream_jobs(study: StudyConfig, arm: str) -> list[list[str]]:
         if study.arm(name).kind == "routed":  # it reads both parents' evaluations (docs/routing.md)
             spec = study.arm(name)
             jobs.extend(j for parent in (spec.fast, spec.slow) for j in evaluation_jobs(study, parent))
+            tune = study.arm_settings(name).tune_set
+            if tune is not None:  # and both parents' samples of its tune set, where its threshold is chosen
+                jobs.append(_set_job(study, tune))
+                jobs.extend(_job(study, "sample_route_tune", f"{parent}/{tune}") for parent in (spec.fast, spec.slow))
         for parent in arm_parents(study.arm(name).to_dict(), study.raw):
             visit(parent, own=False)
 
@@ -92,10 +105,9 @@ def shared_jobs(study: StudyConfig) -> list[list[str]]:
             for b in study.benchmarks]
     tiny = study.base_model.source == "tiny"
     used = {a.train_set for a in study.arms if a.kind != "base" and a.train_set}
-    if tiny:
-        used |= set(study.train_set_names)  # the tiny tokenizer reads every training set
-    jobs += [_job(study, "build_synthetic_train_set" if t.loader == "synthetic" else "load_train_set", t.name)
-             for t in study.train_sets if t.name in used]
+    if tiny:  # the tiny tokenizer reads every training set but a routed arm's held-out tune set
+        used |= {Path(p).stem for p in tokenizer_corpus_paths(study)}
+    jobs += [_set_job(study, t) for t in study.train_set_names if t in used]
     if tiny:
         jobs.append(_job(study, "build_base_model", "base"))
     for b in study.benchmarks:
