@@ -89,12 +89,12 @@ def test_a_copied_arm_scores_as_the_arm_and_another_model_gets_a_scorecard(study
     closest = card.filter(pl.col("table") == "closest")
     assert closest.filter(pl.col("arm") == "sft")["distance"].item() == 0.0 == closest["distance"][0]  # ties: by name
 
-    other = pl.read_csv(res / "scorecards/other.csv")
+    other = pl.read_csv(res / "scorecards" / "other.csv")
     evals = pl.read_parquet(res / f"eval/other/{BENCH}.parquet")
     acc = other.filter(pl.col("table") == "bench")["accuracy"].item()
     assert acc == pytest.approx(100 * evals["correct"].mean())
     assert set(other.filter(pl.col("table") == "closest")["arm"]) == {"base", "sft", "routed"}
     assert set(other.filter((pl.col("table") == "gain") & (pl.col("bench") == "all"))["level"]) == {f"L{i}" for i in range(1, 6)}
-    md = (res / "scorecards/other.md").read_text()
+    md = (res / "scorecards" / "other.md").read_text()
     assert "without the reasoning instruction" in md and "## Gain over the base model by level" in md
-    assert (res / "scorecards/other.pdf").read_bytes().startswith(b"%PDF")
+    assert (res / "scorecards" / "other.pdf").read_bytes().startswith(b"%PDF")
