@@ -96,7 +96,8 @@ def test_settings_that_change_no_sample_rerun_no_sampling(dags, baseline):
     assert _changed_rules(baseline, dags(("base_model.trust_remote_code", True))) == set()  # no tiny build reads it
     # the image cap applies to training, rollouts and evaluation alike (tests/test_max_pixels.py)
     assert _changed_rules(baseline, dags(("prompt.max_pixels", 12544))) == {
-        "sample_difficulty", "evaluate", "sample_train_pass_rates", "train_sft", "train_grpo", "build_mixing_set"}
+        "sample_difficulty", "evaluate", "sample_route_tune", "sample_train_pass_rates", "train_sft", "train_grpo",
+        "build_mixing_set"}
 
 
 def test_pass_rate_settings_follow_the_arm_not_the_section():
