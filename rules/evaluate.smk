@@ -103,6 +103,64 @@ if ROUTED:
             script:
                 "../scripts/evaluate.py"
 
+    CONFIDENT = confidence_scored(STUDY)  # fast arm -> the tune sets it is scored on (signal: confidence)
+
+    if CONFIDENT:
+
+        rule score_confidence:
+            """A fast arm's log-probs of its own evaluation samples of one benchmark, teacher-forced under its own
+            model with the evaluation's prompts: the confidence signal of a routed arm (docs/routing.md §1)."""
+            input:
+                model=lambda wc: model_dir(STUDY, wc.arm),
+                evals=lambda wc: EVAL_PATH.format(study=wc.study, arm=wc.arm, bench=wc.bench),
+                bench=lambda wc: BENCH_PATH.format(study=wc.study, bench=wc.bench),
+            output:
+                CONFIDENCE_PATH,
+            wildcard_constraints:
+                arm="|".join(re.escape(a) for a in sorted(CONFIDENT)),
+            params:
+                prompt=STUDY.prompt.to_dict(),
+                reasoning=lambda wc: eval_reasoning(STUDY, wc.arm),
+            threads: rule_threads(config, "evaluate")
+            resources:
+                **res("evaluate"),
+            conda:
+                conda_env("hf")
+            log:
+                "logs/{study}/score_confidence/{arm}/{bench}.log",
+            benchmark:
+                "results/{study}/benchmarks/score_confidence/{arm}/{bench}.tsv"
+            script:
+                "../scripts/score_confidence.py"
+
+        if any(CONFIDENT.values()):
+
+            rule score_confidence_tune:
+                """A fast arm's log-probs of its own samples of a routed arm's tune set (docs/routing.md §1, §3)."""
+                input:
+                    model=lambda wc: model_dir(STUDY, wc.arm),
+                    evals=lambda wc: TUNE_PATH.format(study=wc.study, arm=wc.arm, set=wc.set),
+                    bench=lambda wc: TRAIN_PATH.format(study=wc.study, set=wc.set),
+                output:
+                    CONFIDENCE_TUNE_PATH,
+                wildcard_constraints:
+                    arm="|".join(re.escape(a) for a in sorted(a for a, t in CONFIDENT.items() if t)),
+                    set="|".join(re.escape(t) for t in sorted(set().union(*CONFIDENT.values()))),
+                params:
+                    prompt=STUDY.prompt.to_dict(),
+                    reasoning=lambda wc: eval_reasoning(STUDY, wc.arm),
+                threads: rule_threads(config, "evaluate")
+                resources:
+                    **res("evaluate"),
+                conda:
+                    conda_env("hf")
+                log:
+                    "logs/{study}/score_confidence_tune/{arm}/{set}.log",
+                benchmark:
+                    "results/{study}/benchmarks/score_confidence_tune/{arm}/{set}.tsv"
+                script:
+                    "../scripts/score_confidence.py"
+
     rule route_answers:
         """A routed arm's answers on one benchmark: per question, its fast arm's samples when they agree, else its
         slow arm's (beyond the paper; docs/routing.md). No model runs: it reads the two arms' evaluations."""

@@ -1,4 +1,6 @@
 """The routed arm (synergy/routing.py, docs/routing.md): the signal, the routing, its cost, its config and its rule."""
+import math
+
 import polars as pl
 import pytest
 import yaml
@@ -128,3 +130,77 @@ def test_the_sweep_table_shows_the_tune_set_where_the_threshold_is_chosen_and_th
     fixed = sweep_table("routed", {**params, "tune_set": None, "threshold": 0.75}, (FAST, SLOW), None)
     assert set(fixed["split"]) == {"benchmarks"} and fixed.filter(pl.col("chosen"))["threshold"].to_list() == [0.75]
     assert fixed["threshold"].to_list() == [0.0, 0.5, 0.75, 1.0]
+
+
+def _scores(per_sample: dict[str, list[float | None]]) -> pl.DataFrame:
+    return pl.DataFrame([{"bench": "b", "id": q, "sample": k, "mean_logprob": lp, "tokens": 5}
+                         for q, xs in per_sample.items() for k, lp in enumerate(xs)],
+                        schema={"bench": pl.String, "id": pl.String, "sample": pl.Int32, "mean_logprob": pl.Float64,
+                                "tokens": pl.Int32})
+
+
+# confidence disagrees with agreement on purpose: q1 (agreement 1) is unsure, q3 (no answers) is sure
+SCORES = _scores({"q1": [math.log(0.2)] * 4, "q2": [math.log(0.9)] * 2 + [math.log(0.5), None],
+                  "q3": [math.log(0.8)] * 4})
+
+
+def test_confidence_is_the_mean_geometric_token_probability_and_an_empty_response_counts_zero():
+    from synergy.routing import confidence
+
+    per_q = dict(confidence(SCORES).select("id", "confidence").iter_rows())
+    assert per_q["q1"] == pytest.approx(0.2) and per_q["q3"] == pytest.approx(0.8)
+    assert per_q["q2"] == pytest.approx((0.9 + 0.9 + 0.5 + 0.0) / 4)
+
+
+def test_routing_by_confidence_lets_the_signal_decide_not_agreement():
+    out = route(FAST, SLOW, arm="routed", threshold=0.5, signal="confidence", scores=SCORES, names=("rl", "sft"))
+    per_q = {r["id"]: r for r in out.group_by("id").agg(pl.col("routed_to").first(), pl.col("confidence").first(),
+                                                        pl.col("agreement").first()).iter_rows(named=True)}
+    assert per_q["q1"]["routed_to"] == "sft" and per_q["q1"]["agreement"] == 1.0   # agreement would keep rl
+    assert per_q["q2"]["routed_to"] == "rl" and per_q["q2"]["confidence"] == pytest.approx(0.575)  # >= 0.5
+    assert per_q["q3"]["routed_to"] == "rl" and per_q["q3"]["agreement"] == 0.0  # agreement would send it to sft
+    # threshold semantics: the fast arm answers when confidence >= threshold (an equal value stays with it)
+    at = route(FAST, SLOW, arm="r", threshold=0.8, signal="confidence", scores=SCORES, names=("rl", "sft"))
+    assert dict(at.group_by("id").agg(pl.col("routed_to").first()).iter_rows())["q3"] == "rl"
+    above = route(FAST, SLOW, arm="r", threshold=0.81, signal="confidence", scores=SCORES, names=("rl", "sft"))
+    assert set(above["routed_to"]) == {"sft"}
+    assert set(route(FAST, SLOW, arm="r", threshold=0.0, signal="confidence", scores=SCORES)["routed_to"]) == {"fast"}
+    # agreement rows do not grow a confidence column
+    assert "confidence" not in route(FAST, SLOW, arm="r", threshold=1.0).columns
+
+
+def test_per_question_confidence_and_the_sweep_and_choice_use_it():
+    per_q = pl.DataFrame({"bench": ["b"] * 3, "id": ["q1", "q2", "q3"], "confidence": [0.2, 0.575, 0.8]})
+    a = route(FAST, SLOW, arm="r", threshold=0.5, signal="confidence", scores=per_q)
+    b = route(FAST, SLOW, arm="r", threshold=0.5, signal="confidence", scores=SCORES)
+    assert a["routed_to"].to_list() == b["routed_to"].to_list()
+    s = sweep(FAST, SLOW, [0.0, 0.5, 0.7, 1.0], names=("rl", "sft"), signal="confidence", scores=SCORES)
+    assert s["share_to_slow"].to_list() == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    # rl is sure of q3 but has no answer there: only threshold 1 (everything to sft) is right on all three
+    t, table = choose_threshold(FAST, SLOW, [0.0, 0.5, 0.7, 1.0], names=("rl", "sft"), signal="confidence",
+                                scores=SCORES)
+    assert t == 1.0 and table.filter(pl.col("chosen"))["threshold"].to_list() == [1.0]
+
+
+def test_confidence_routing_needs_scores_for_every_sample():
+    with pytest.raises(ValueError, match="needs the fast arm's scores"):
+        route(FAST, SLOW, arm="r", threshold=0.5, signal="confidence")
+    with pytest.raises(ValueError, match="have no confidence score"):
+        route(FAST, SLOW, arm="r", threshold=0.5, signal="confidence", scores=SCORES.filter(pl.col("id") != "q2"))
+    with pytest.raises(ValueError, match="unknown routing signal"):
+        route(FAST, SLOW, arm="r", threshold=0.5, signal="entropy")
+
+
+def test_a_routed_arm_on_confidence_reads_its_fast_arms_scores():
+    cfg = _config()
+    cfg["arms"].append({"name": "routed-conf", "kind": "routed", "fast": "rl", "slow": "sft-eureka",
+                        "settings": {"signal": "confidence", "tune_set": "route-tune"}})
+    study = load_config(cfg)
+    from synergy.workflow import confidence_scored, routed_inputs, routing_files
+    assert routed_inputs(study, "routed-conf", "synth-count")["scores"] == \
+        "results/embedded/routing/confidence/rl/synth-count.parquet"
+    assert routed_inputs(study, "routed-conf", "synth-count")["tune_scores"] == \
+        "results/embedded/routing/confidence/rl/tune/route-tune.parquet"
+    assert "scores" not in routed_inputs(study, "routed", "synth-count")
+    assert confidence_scored(study) == {"rl": {"route-tune"}}
+    assert len(routing_files(study)["routed-conf"]["scores"]) == len(study.bench_names)

@@ -164,18 +164,23 @@ class MergingConfig(_Section):
         return out
 
 
+ROUTING_SIGNALS = ("agreement", "confidence")  # synergy.routing.SIGNALS (config does not import the routing code)
+
+
 @dataclass(frozen=True)
 class RoutingSettings(_Section):
     """A routed arm (beyond the paper; synergy/routing.py, docs/routing.md): the signal and its threshold."""
 
-    signal: str = "agreement"    # share of the fast arm's samples that give its most common answer
+    signal: str = "agreement"    # agreement: share of the fast arm's samples giving its most common answer;
+    #                              confidence: their mean geometric-mean token probability (docs/routing.md §1)
     threshold: float = 1.0       # the fast arm answers when the signal is at least this; else the slow arm
     tune_set: str | None = None  # a train set neither parent trained on: the threshold is chosen on it instead
     candidates: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # the thresholds tried on the tune set
 
     def __post_init__(self):
-        if self.signal != "agreement":
-            raise ConfigError(f"config key 'signal': unknown routing signal {self.signal!r}; known: ['agreement']")
+        if self.signal not in ROUTING_SIGNALS:
+            raise ConfigError(f"config key 'signal': unknown routing signal {self.signal!r}; "
+                              f"known: {list(ROUTING_SIGNALS)}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"config key 'threshold': must be in [0, 1], got {self.threshold}")
         object.__setattr__(self, "candidates", tuple(float(c) for c in self.candidates))

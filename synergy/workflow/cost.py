@@ -82,6 +82,10 @@ def upstream_jobs(study: StudyConfig, arm: str) -> list[list[str]]:
             if tune is not None:  # and both parents' samples of its tune set, where its threshold is chosen
                 jobs.append(_set_job(study, tune))
                 jobs.extend(_job(study, "sample_route_tune", f"{parent}/{tune}") for parent in (spec.fast, spec.slow))
+            if study.arm_settings(name).signal == "confidence":  # the fast arm's scores of its own samples
+                jobs.extend(_job(study, "score_confidence", f"{spec.fast}/{b}") for b in study.bench_names)
+                if tune is not None:
+                    jobs.append(_job(study, "score_confidence_tune", f"{spec.fast}/{tune}"))
         for parent in arm_parents(study.arm(name).to_dict(), study.raw):
             visit(parent, own=False)
 

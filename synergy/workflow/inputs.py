@@ -11,6 +11,8 @@ from synergy.workflow.external import external_model_dir
 from synergy.workflow.paths import (
     BASE_MODEL_DIR,
     BENCH_PATH,
+    CONFIDENCE_PATH,
+    CONFIDENCE_TUNE_PATH,
     EVAL_PATH,
     MIXING_PATH,
     MODEL_DIR,
@@ -81,14 +83,32 @@ def model_arms(study: StudyConfig) -> list[str]:
 
 def routed_inputs(study: StudyConfig, arm: str, bench: str) -> dict[str, str]:
     """The two evaluations a routed arm reads on one benchmark, its fast and its slow arm's, and, with a tune set,
-    both arms' samples of it (the threshold is chosen there: docs/routing.md §3)."""
+    both arms' samples of it (the threshold is chosen there: docs/routing.md §3); with the ``confidence`` signal,
+    the fast arm's scores of its samples there too (``scores``, ``tune_scores``: docs/routing.md §1)."""
     spec = study.arm(arm)
     out = {"fast": EVAL_PATH.format(study=study.name, arm=spec.fast, bench=bench),
            "slow": EVAL_PATH.format(study=study.name, arm=spec.slow, bench=bench)}
-    tune = study.arm_settings(arm).tune_set
+    settings = study.arm_settings(arm)
+    confident = settings.signal == "confidence"
+    if confident:
+        out["scores"] = CONFIDENCE_PATH.format(study=study.name, arm=spec.fast, bench=bench)
+    tune = settings.tune_set
     if tune is not None:
         out["tune_fast"] = TUNE_PATH.format(study=study.name, arm=spec.fast, set=tune)
         out["tune_slow"] = TUNE_PATH.format(study=study.name, arm=spec.slow, set=tune)
+        if confident:
+            out["tune_scores"] = CONFIDENCE_TUNE_PATH.format(study=study.name, arm=spec.fast, set=tune)
+    return out
+
+
+def confidence_scored(study: StudyConfig) -> dict[str, set[str]]:
+    """Fast arm of a routed arm whose signal is ``confidence`` -> the tune sets it is scored on (maybe none)."""
+    out: dict[str, set[str]] = {}
+    for a in study.arms:
+        if a.kind == "routed" and study.arm_settings(a.name).signal == "confidence":
+            tunes = out.setdefault(a.fast, set())
+            if study.arm_settings(a.name).tune_set is not None:
+                tunes.add(study.arm_settings(a.name).tune_set)
     return out
 
 
@@ -103,12 +123,14 @@ def tune_samples(study: StudyConfig) -> dict[str, set[str]]:
 
 def routing_files(study: StudyConfig) -> dict[str, dict]:
     """Per routed arm, what its sweep (the routing_sweep table) reads: the fast and slow arm's evaluation on every
-    benchmark, and their samples of the tune set when it has one."""
+    benchmark, and their samples of the tune set when it has one (with the confidence signal, the fast arm's
+    scores of each too)."""
     out = {}
     for a in study.arms:
         if a.kind == "routed":
             per = [routed_inputs(study, a.name, b) for b in study.bench_names]
             out[a.name] = {"fast": [x["fast"] for x in per], "slow": [x["slow"] for x in per],
+                           **({"scores": [x["scores"] for x in per]} if "scores" in per[0] else {}),
                            **{k: v for k, v in per[0].items() if k.startswith("tune_")}} if per else {}
     return out
 

@@ -23,6 +23,9 @@ EVAL_PATH = "results/{study}/eval/{arm}/{bench}.parquet"
 TRAIN_SAMPLES_PATH = "results/{study}/difficulty/train/{set}/{rollout}.samples.parquet"  # {rollout}: workflow.inputs.rollout_key
 MIXING_PATH = "results/{study}/data/mixing/{arm}.parquet"
 TUNE_PATH = "results/{study}/routing/tune/{arm}/{set}.parquet"  # an arm's samples of a routed arm's tune set
+# a fast arm's log-probs of its own samples (the confidence signal, docs/routing.md §1): on a benchmark, on a tune set
+CONFIDENCE_PATH = "results/{study}/routing/confidence/{arm}/{bench}.parquet"
+CONFIDENCE_TUNE_PATH = "results/{study}/routing/confidence/{arm}/tune/{set}.parquet"
 FIGURE_PATH = "results/{study}/figures/{figure}.pdf"
 REPORT_PATH = "results/{study}/figures/all.pdf"
 
