@@ -204,3 +204,8 @@ def test_a_routed_arm_on_confidence_reads_its_fast_arms_scores():
     assert "scores" not in routed_inputs(study, "routed", "synth-count")
     assert confidence_scored(study) == {"rl": {"route-tune"}}
     assert len(routing_files(study)["routed-conf"]["scores"]) == len(study.bench_names)
+    # its cost counts the fast arm's scoring passes, one per benchmark and one on the tune set; the agreement arm's not
+    from synergy.workflow.cost import upstream_jobs
+    rules = [j[0] for j in upstream_jobs(study, "routed-conf")]
+    assert rules.count("score_confidence") == len(study.bench_names) and rules.count("score_confidence_tune") == 1
+    assert not any(r.startswith("score_confidence") for r, _ in upstream_jobs(study, "routed"))
