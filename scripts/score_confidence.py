@@ -5,13 +5,14 @@ import polars as pl
 from synergy.config import PromptConfig
 from synergy.io import read_rows, write_parquet
 from synergy.logs import set_threads, setup_logging
-from synergy.models import load_model
+from synergy.generate import get_backend
 from synergy.routing_scores import response_logprobs
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)
 prompt = PromptConfig.from_dict(snakemake.params.prompt)
-model, processor = load_model(snakemake.input.model, max_pixels=prompt.max_pixels)
+# the hf backend's load: on the job's GPU when it has one (bf16), else the CPU (fp32), images capped as evaluated
+model, processor = get_backend("hf").load(snakemake.input.model, max_pixels=prompt.max_pixels)
 scores = response_logprobs(model, processor, read_rows(snakemake.input.bench), pl.read_parquet(snakemake.input.evals),
                            reasoning=snakemake.params.reasoning, image_position=prompt.image_position,
                            max_pixels=prompt.max_pixels, path=snakemake.input.bench)
