@@ -305,11 +305,14 @@ def routing_sweep(sweep: pd.DataFrame, arms: Sequence[str], path: str | Path | N
                 chosen = df[df["chosen"].astype(bool)]
                 ax.plot(chosen["threshold"], chosen[col], "o", ms=11, mfc="none", mec="0.2")
             handles.append(Line2D([], [], ls=style, color=arm_colour(arm), marker=arm_marker(arm),
-                                  label=f"{arm} ({rows['fast'].iloc[0]} / {rows['slow'].iloc[0]}): {split}"))
+                                  label=f"{arm} ({rows['fast'].iloc[0]} / {rows['slow'].iloc[0]}"
+                                        f"{', ' + rows['signal'].iloc[0] if 'signal' in rows.columns else ''}): {split}"))
     if not present:
         _empty(acc, "no routed arm in this study")
-    acc.set(xlabel="threshold (agreement of the fast arm's samples)", ylabel="accuracy (%)")
-    tok.set(xlabel="threshold (agreement of the fast arm's samples)", ylabel="tokens generated per question")
+    signals = sorted(set(sweep["signal"])) if "signal" in sweep.columns and len(sweep) else ["agreement"]
+    xlabel = f"threshold ({' or '.join(signals)} of the fast arm's samples)"  # docs/routing.md §1
+    acc.set(xlabel=xlabel, ylabel="accuracy (%)")
+    tok.set(xlabel=xlabel, ylabel="tokens generated per question")
     handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="0.2", label="threshold used"))
     _legend(fig, handles)
     return _finish(fig, caption, absent, note, path)
