@@ -121,6 +121,7 @@ if ROUTED:
             params:
                 prompt=STUDY.prompt.to_dict(),
                 reasoning=lambda wc: eval_reasoning(STUDY, wc.arm),
+                trust_remote_code=lambda wc: trusts_remote_code(STUDY, wc.arm),
             threads: rule_threads(config, "evaluate")
             resources:
                 **res("evaluate"),
@@ -149,6 +150,7 @@ if ROUTED:
                 params:
                     prompt=STUDY.prompt.to_dict(),
                     reasoning=lambda wc: eval_reasoning(STUDY, wc.arm),
+                    trust_remote_code=lambda wc: trusts_remote_code(STUDY, wc.arm),
                 threads: rule_threads(config, "evaluate")
                 resources:
                     **res("evaluate"),
