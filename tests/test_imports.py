@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("synergy.config", "synergy.resources", "synergy.memory_plan", "synergy.scorecard.checks")),
     ("models and generation", ("synergy.models", "synergy.generate", "synergy.shards", "synergy.analysis",
                                "synergy.difficulty", "synergy.findings")),
-    ("stages", ("synergy.train", "synergy.pretrain", "synergy.vision_pretrain", "synergy.sampling", "synergy.mixing", "synergy.merge", "synergy.routing",
+    ("stages", ("synergy.train", "synergy.pretrain", "synergy.vision_pretrain", "synergy.sampling", "synergy.mixing", "synergy.merge", "synergy.routing", "synergy.routing_scores",
                 "synergy.judge", "synergy.judge_guard", "synergy.regrade", "synergy.launch")),
     ("workflow", ("synergy.workflow", "synergy.scorecard")),
     ("report", ("synergy.report", "synergy.compare")),

@@ -134,15 +134,17 @@ def test_synced_decode_makes_every_process_run_the_same_forwards(tmp_path, tiny_
             calls.clear()
             cfg = SamplingConfig(n=2, temperature=0 if rank == 0 else 1.0, max_new_tokens=24, seed=3)
             out = generate(model, processor, prompts, cfg, synced_gpus=synced)
-            print(json.dumps({{"rank": rank, "synced": synced, "calls": len(calls),
-                              "tokens": [c.num_tokens for c in out[0]]}}), flush=True)
+            with open(os.path.join({str(tmp_path)!r}, f"rank{{rank}}-{{int(synced)}}.json"), "w") as f:  # own file:
+                json.dump({{"rank": rank, "synced": synced, "calls": len(calls),  # two ranks' prints can interleave
+                           "tokens": [c.num_tokens for c in out[0]]}}, f)
         dist.destroy_process_group()
     """))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, "\n".join(l for l in done.stderr.splitlines() if "Error" in l or "rror:" in l)[-3000:]
-    res = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    res = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json"))]
+    assert len(res) == 4, [p.name for p in tmp_path.glob("rank*.json")]
     by = {(r["rank"], r["synced"]): r for r in res}
     assert by[(0, False)]["calls"] == 1 < by[(1, False)]["calls"]  # unsynced: rank 0 stops after its prompt pass
     assert by[(0, True)]["calls"] == by[(1, True)]["calls"] == by[(1, False)]["calls"]
