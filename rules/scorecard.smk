@@ -17,7 +17,7 @@ rule scorecard:
     wildcard_constraints:
         arm="|".join(re.escape(a) for a in scorecard_arms(STUDY)) or "^$",
     params:
-        base=base_arm(STUDY) if arms_of_kind(STUDY, "base") else None,
+        base=base_arm(STUDY),  # None without a base arm: the job stops, naming the problem
         study_arms=STUDY.arm_names,
         facts=lambda wc: scorecard_facts(STUDY, wc.arm),
         words=list(REPORT.reasoning_words.words),

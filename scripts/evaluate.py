@@ -3,20 +3,17 @@
 One job covers one benchmark (or one shard of it), or every benchmark of an arm (evaluation.per_job: arm):
 inputs, seeds and outputs come in the same benchmark order.
 """
-import os
-
 import polars as pl
 
 from synergy.config import PromptConfig, SamplingSettings
 from synergy.generate import SamplingConfig
 from synergy.io import write_parquet
 from synergy.logs import set_threads, setup_logging
-from synergy.models import TRUST_REMOTE_CODE_ENV
+from synergy.models import set_job_trust_remote_code
 from synergy.sampling import sample_files
 
 setup_logging(snakemake.log[0])
-if snakemake.params.trust_remote_code is not None:  # an external arm's own setting (docs/scorecard.md); else the
-    os.environ[TRUST_REMOTE_CODE_ENV] = "1" if snakemake.params.trust_remote_code else "0"  # job environment's
+set_job_trust_remote_code(snakemake.params.trust_remote_code)
 set_threads(snakemake.threads)
 prompt = PromptConfig.from_dict(snakemake.params.prompt)
 cfg = snakemake.params.sampling  # synergy.workflow.generation_settings of `evaluation:`

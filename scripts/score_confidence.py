@@ -1,19 +1,16 @@
 """Glue for rules score_confidence and score_confidence_tune: a fast arm's log-probs of its own samples (the
 routed arm's confidence signal, docs/routing.md §1). Logic: synergy.routing_scores.response_logprobs."""
-import os
-
 import polars as pl
 
 from synergy.config import PromptConfig
 from synergy.io import read_rows, write_parquet
 from synergy.logs import set_threads, setup_logging
-from synergy.models import TRUST_REMOTE_CODE_ENV
+from synergy.models import set_job_trust_remote_code
 from synergy.generate import get_backend
 from synergy.routing_scores import response_logprobs
 
 setup_logging(snakemake.log[0])
-if snakemake.params.trust_remote_code is not None:  # an external arm's own setting (docs/scorecard.md); else the
-    os.environ[TRUST_REMOTE_CODE_ENV] = "1" if snakemake.params.trust_remote_code else "0"  # job environment's
+set_job_trust_remote_code(snakemake.params.trust_remote_code)
 set_threads(snakemake.threads)
 prompt = PromptConfig.from_dict(snakemake.params.prompt)
 # the hf backend's load: on the job's GPU when it has one (bf16), else the CPU (fp32), images capped as evaluated

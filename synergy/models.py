@@ -359,6 +359,12 @@ TRUST_REMOTE_CODE_ENV = "SYNERGY_TRUST_REMOTE_CODE"
 """Set to "1" / "0" by the workflow (rules/common.smk) from the config's ``base_model.trust_remote_code``."""
 
 
+def set_job_trust_remote_code(value: bool | None) -> None:
+    """A job's own ``trust_remote_code`` (an external arm's, docs/scorecard.md); None keeps the job environment's."""
+    if value is not None:
+        os.environ[TRUST_REMOTE_CODE_ENV] = "1" if value else "0"
+
+
 def trust_remote_code_default() -> bool:
     """The workflow's ``base_model.trust_remote_code`` as passed to jobs (``SYNERGY_TRUST_REMOTE_CODE``); False if unset."""
     return os.environ.get(TRUST_REMOTE_CODE_ENV, "0").strip().lower() in ("1", "true")

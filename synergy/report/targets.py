@@ -37,6 +37,7 @@ from synergy.workflow import (
     WORDS_TABLE,
     FigureDef,
     arms_of_kind,
+    base_arm,
     figure_targets,
     has_routed,
     study_figures,
@@ -164,11 +165,6 @@ def report_config(study: StudyConfig) -> ReportConfig:
 
 
 # --------------------------------------------------------------------------- arms and inputs of each figure
-
-
-def base_arm(study: StudyConfig) -> str | None:
-    """The model gains are measured against: the study's first arm of kind base."""
-    return next(iter(arms_of_kind(study, "base")), None)
 
 
 def figure_arms(study: StudyConfig, figure: str) -> list[str]:

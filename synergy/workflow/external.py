@@ -59,11 +59,9 @@ def trusts_remote_code(study: StudyConfig, arm: str) -> bool | None:
     return ext.trust_remote_code if ext is not None else None
 
 
-def base_arm(study: StudyConfig) -> str:
-    bases = [a.name for a in study.arms if a.kind == "base"]
-    if not bases:
-        raise ValueError("a scorecard measures gains over the base model: the study has no arm of kind base")
-    return bases[0]
+def base_arm(study: StudyConfig) -> str | None:
+    """The model gains are measured against: the study's first arm of kind base (None without one)."""
+    return next((a.name for a in study.arms if a.kind == "base"), None)
 
 
 def scorecard_arms(study: StudyConfig) -> list[str]:
@@ -92,6 +90,6 @@ def scorecard_facts(study: StudyConfig, arm: str) -> dict[str, str]:
         "prompt": "with the reasoning instruction" if eval_reasoning(study, arm) else "without the reasoning instruction",
         "sampling seeds": f"those of study arm {seed_name(study, arm)}" if seed_name(study, arm) != arm else "its own",
         "samples per question": str(n),
-        "levels and gains": f"the base model ({base_arm(study)}) of study {study.name}",
+        "levels and gains": f"the base model ({base_arm(study) or 'none'}) of study {study.name}",
         "benchmarks": ", ".join(study.bench_names),
     }
