@@ -85,7 +85,8 @@ def pretrain_tiny_model(rows: Sequence[Mapping], corpus_rows: Sequence[Mapping],
     perception = {}
     if cfg.perception_steps:
         perception = perception_pretrain(model, processor, steps=cfg.perception_steps, batch_size=cfg.perception_batch_size,
-                                         learning_rate=cfg.perception_learning_rate, seed=cfg.seed, image_size=image_size)
+                                         learning_rate=cfg.perception_learning_rate, seed=cfg.seed, image_size=image_size,
+                                         position=cfg.perception_position)
     frozen = freeze_vision(model)
     t_lm = time.monotonic()
     log.info("tokenizer: %d tokens; model: %s; frozen vision params: %d", len(tokenizer), count_parameters(model), frozen)

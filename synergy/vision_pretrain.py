@@ -27,14 +27,19 @@ import time
 
 import torch
 
-from synergy.data.synthetic import CELL_CODE_NAMES, COLOURS, GRID, KINDS, Scene, draw_scene, random_bar_scene, random_shapes_scene
+from synergy.data.synthetic import CELL_CODE_NAMES, COLOURS, POSITION_CODE_NAMES, GRID, KINDS, Scene, draw_scene, random_bar_scene, random_shapes_scene
 
 log = logging.getLogger("synergy.vision_pretrain")
 
 
-def _directions(dim: int, seed: int) -> dict[str, torch.Tensor]:
+def code_names(position: bool) -> tuple[str, ...]:
+    """The attributes the cell code has a direction for: content, plus the cell's row and column if ``position``."""
+    return CELL_CODE_NAMES + (POSITION_CODE_NAMES if position else ())
+
+
+def _directions(dim: int, seed: int, position: bool = False) -> dict[str, torch.Tensor]:
     """Fixed orthonormal directions, one per cell attribute (seeded, so a rebuild gives the same code)."""
-    names = CELL_CODE_NAMES
+    names = code_names(position)
     if len(names) > dim:
         raise ValueError(f"the cell code needs {len(names)} directions; the vision output has only {dim}")
     g = torch.Generator().manual_seed(seed)
@@ -58,13 +63,17 @@ def cell_contents(scene: Scene) -> list[tuple[str, str] | None]:
 def cell_code(scene: Scene, directions: dict[str, torch.Tensor]) -> torch.Tensor:
     """The target tokens of one scene, shape (GRID * GRID, dim)."""
     rows = []
-    for cell in cell_contents(scene):
+    position = "row:1" in directions
+    for i, cell in enumerate(cell_contents(scene)):
         if cell is None:
-            rows.append(directions["empty"])
+            tok = directions["empty"]
         else:
             colour, kind = cell
-            rows.append(directions["occupied"] + directions[f"colour:{colour}"] + directions[f"kind:{kind}"]
-                        + directions[f"pair:{colour}:{kind}"])
+            tok = (directions["occupied"] + directions[f"colour:{colour}"] + directions[f"kind:{kind}"]
+                   + directions[f"pair:{colour}:{kind}"])
+        if position:
+            tok = tok + directions[f"row:{i // GRID + 1}"] + directions[f"col:{i % GRID + 1}"]
+        rows.append(tok)
     return torch.stack(rows)
 
 
@@ -86,7 +95,8 @@ def _features(model, processor, images) -> torch.Tensor:
 
 
 def perception_pretrain(model, processor, *, steps: int, batch_size: int, learning_rate: float, seed: int,
-                        max_objects: int = 9, bar_share: float = 0.25, image_size: int = 112) -> dict:
+                        max_objects: int = 9, bar_share: float = 0.25, image_size: int = 112,
+                        position: bool = False) -> dict:
     """Fit the vision tower and merger of ``model`` to the cell code; returns the loss and the cell-readout accuracy.
 
     The rest of the model is untouched; the caller freezes the tower afterwards (``synergy.models.freeze_vision``).
@@ -95,7 +105,7 @@ def perception_pretrain(model, processor, *, steps: int, batch_size: int, learni
 
     t0 = time.monotonic()
     rng = random.Random(seed)
-    directions = _directions(model.config.text_config.hidden_size, seed)
+    directions = _directions(model.config.text_config.hidden_size, seed, position)
     params = vision_parameters(model)
     for p in params:
         p.requires_grad_(True)
@@ -131,9 +141,15 @@ def readout_accuracy(model, processor, directions, seed: int, max_objects: int, 
     feats = _features(model, processor, [draw_scene(s, image_size, rng) for s in scenes])
     colour_dirs = torch.stack([directions[f"colour:{c}"] for c in COLOURS])
     kind_dirs = torch.stack([directions[f"kind:{k}"] for k in KINDS])
-    right = total = occupied_right = 0
+    right = total = occupied_right = position_right = 0
+    position = "row:1" in directions
+    if position:
+        row_dirs = torch.stack([directions[f"row:{r}"] for r in range(1, GRID + 1)])
+        col_dirs = torch.stack([directions[f"col:{c}"] for c in range(1, GRID + 1)])
     for s, f in zip(scenes, feats):
-        for cell, tok in zip(cell_contents(s), f):
+        for i, (cell, tok) in enumerate(zip(cell_contents(s), f)):
+            if position:
+                position_right += (int((row_dirs @ tok).argmax()), int((col_dirs @ tok).argmax())) == divmod(i, GRID)
             occ = bool((tok @ directions["occupied"]) > (tok @ directions["empty"]))
             occupied_right += occ == (cell is not None)
             if cell is not None:
@@ -141,4 +157,7 @@ def readout_accuracy(model, processor, directions, seed: int, max_objects: int, 
                 colour = list(COLOURS)[int((colour_dirs @ tok).argmax())]
                 kind = KINDS[int((kind_dirs @ tok).argmax())]
                 right += (colour, kind) == cell
-    return {"perception_cell_accuracy": right / max(1, total), "perception_occupancy_accuracy": occupied_right / (n * GRID * GRID)}
+    out = {"perception_cell_accuracy": right / max(1, total), "perception_occupancy_accuracy": occupied_right / (n * GRID * GRID)}
+    if position:
+        out["perception_position_accuracy"] = position_right / (n * GRID * GRID)
+    return out

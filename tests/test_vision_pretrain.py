@@ -32,6 +32,22 @@ def test_codes_differ_exactly_where_the_cells_differ():
     assert float(a[0] @ d["colour:red"]) == pytest.approx(1.0, abs=1e-5)  # orthonormal directions
 
 
+def test_position_code_names_every_cell_and_leaves_the_content_code_alone():
+    d = _directions(64, 0, position=True)
+    assert len(d) == 26 + 8
+    scene = Scene("shapes", objects=(Obj(2, 3, "red", "circle"),))
+    code = cell_code(scene, d)
+    for i, tok in enumerate(code):
+        row, col = divmod(i, 4)
+        assert float(tok @ d[f"row:{row + 1}"]) == pytest.approx(1.0, abs=1e-5)
+        assert float(tok @ d[f"col:{col + 1}"]) == pytest.approx(1.0, abs=1e-5)
+        assert float(tok @ d[f"row:{(row + 1) % 4 + 1}"]) == pytest.approx(0.0, abs=1e-5)
+    red = code[1 * 4 + 2]
+    assert float(red @ d["colour:red"]) == pytest.approx(1.0, abs=1e-5)
+    assert float(code[0] @ d["empty"]) == pytest.approx(1.0, abs=1e-5)
+    assert "row:1" not in _directions(64, 0)   # off by default
+
+
 def test_perception_pretraining_makes_colour_and_kind_readable_and_the_rest_of_the_model_untouched():
     torch.manual_seed(0)
     tok = train_tokenizer(["how many red shapes? The answer is 3."] * 20, 300)
@@ -53,6 +69,11 @@ def test_config_refuses_a_code_that_does_not_fit():
     small["base_model"]["tiny"]["hidden_size"] = 16
     small["base_model"]["tiny"]["num_heads"] = 2
     with pytest.raises(ConfigError, match="cell code needs 26 directions"):
+        load_config(small)
+    small["base_model"]["tiny"]["hidden_size"] = 32
+    load_config(small)
+    small["base_model"]["pretrain"]["perception_position"] = True
+    with pytest.raises(ConfigError, match="cell code needs 34 directions"):
         load_config(small)
     other = copy.deepcopy(cfg)
     other["synthetic"]["image_size"] = 56

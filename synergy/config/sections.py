@@ -82,6 +82,7 @@ class PretrainConfig(_Section):
     perception_steps: int = 0              # 0: the vision tower keeps its random init (synergy/vision_pretrain.py)
     perception_batch_size: int = 32
     perception_learning_rate: float = 1.0e-3
+    perception_position: bool = False      # the code also names each cell's row and column (synergy/vision_pretrain.py)
 
 
 @dataclass(frozen=True)

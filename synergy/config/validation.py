@@ -41,7 +41,7 @@ def _schema_errors(cfg: Mapping, schema: Mapping, prefix: tuple = ()) -> list[st
 
 
 def _semantic_errors(cfg: Mapping) -> list[str]:
-    from synergy.data.synthetic import CELL_CODE_NAMES, TEMPLATES
+    from synergy.data.synthetic import CELL_CODE_NAMES, POSITION_CODE_NAMES, TEMPLATES
 
     errors = []
     if (cfg.get("evaluation") or {}).get("per_job") == "arm" and (cfg.get("sharding") or {}).get("evaluation", 1) > 1:
@@ -86,9 +86,10 @@ def _semantic_errors(cfg: Mapping) -> list[str]:
         if unknown:
             errors.append(f"config key 'base_model.pretrain.curriculum_templates': unknown templates {unknown}")
         hidden = (bm.get("tiny") or {}).get("hidden_size", 0)
-        if pre and pre.get("perception_steps", 0) and hidden < len(CELL_CODE_NAMES):
+        code = len(CELL_CODE_NAMES) + (len(POSITION_CODE_NAMES) if pre and pre.get("perception_position") else 0)
+        if pre and pre.get("perception_steps", 0) and hidden < code:
             errors.append(f"config key 'base_model.pretrain.perception_steps': the cell code needs "
-                          f"{len(CELL_CODE_NAMES)} directions, base_model.tiny.hidden_size is {hidden}")
+                          f"{code} directions, base_model.tiny.hidden_size is {hidden}")
         size = (cfg.get("synthetic") or {}).get("image_size")
         if pre and pre.get("perception_steps", 0) and size != 112:
             errors.append(f"config key 'base_model.pretrain.perception_steps': the cell code is one token per 28-px cell "

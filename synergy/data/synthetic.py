@@ -37,6 +37,8 @@ KINDS = (*SHAPES, "bar")  # what a cell can show
 # The attributes of a cell that a perception-pretrained vision tower writes into its token (synergy/vision_pretrain.py)
 CELL_CODE_NAMES = ("empty", "occupied", *(f"colour:{c}" for c in COLOURS), *(f"kind:{k}" for k in KINDS),
                    *(f"pair:{c}:{k}" for c in COLOURS for k in KINDS))
+# Where a cell is, added to the code when ``perception_position`` is on (as a ViT's features carry its patch positions)
+POSITION_CODE_NAMES = (*(f"row:{r}" for r in range(1, GRID + 1)), *(f"col:{c}" for c in range(1, GRID + 1)))
 
 
 @dataclass(frozen=True)
