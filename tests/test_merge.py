@@ -294,3 +294,27 @@ def test_streamed_threshold_equals_the_whole_tensor_threshold(density):
     else:
         got = threshold_from_histogram(torch.cat([bucket_values(c, where[0]) for c in chunks]), where[1])
     assert got == trim_threshold(mags.clone(), density)
+
+
+@pytest.mark.parametrize("method", ["linear", "ties", "slerp"])
+def test_chunked_float32_merge_in_scratch_buffers_is_exact(tmp_path, method):
+    """float32 parents (no cast on output, so a unit's result must not alias its thread's scratch buffers), many
+    chunks on 2 threads: every chunk equals merge_tensor on the whole tensor, exactly for linear and TIES."""
+    g = torch.Generator().manual_seed(11)
+    rl = {"model.language_model.layers.0.w": torch.randn(64, 9, generator=g),
+          "model.language_model.layers.1.w": torch.randn(33, 9, generator=g)}
+    sft = {k: v + 0.3 * torch.randn(v.shape, generator=g) for k, v in rl.items()}
+    base = {k: v - 0.2 * torch.randn(v.shape, generator=g) for k, v in rl.items()}
+    for name, ts in (("rl", rl), ("sft", sft), ("base", base)):
+        _write_model(tmp_path / name, ts)
+    settings = MergeSettings(method, 0.3, density=0.4)
+    merge_models(tmp_path / "rl", tmp_path / "sft", tmp_path / "out", settings, base_dir=tmp_path / "base",
+                 chunk_bytes=4 * 9 * 3, threads=2)  # 3 rows per chunk: 22 and 11 chunks
+    out = load_file(tmp_path / "out" / "model.safetensors")
+    for k in rl:
+        want = merge_tensor(rl[k], sft[k], settings, base=base[k])
+        assert out[k].dtype == torch.float32
+        if method == "slerp":   # the angle's sums run in another order
+            assert torch.allclose(out[k], want, atol=1e-6, rtol=1e-6), k
+        else:
+            assert torch.equal(out[k], want), k

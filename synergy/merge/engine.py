@@ -5,7 +5,9 @@ A merge is a stream of work units in the output's order: a small tensor is one u
 unit each. A thread pool (``threads``) runs the units (reading with ``seek`` + ``readinto`` and
 combining in torch both release the GIL); the calling thread writes finished units in order with
 the streaming writer and keeps at most ``2 * threads`` units in flight, so memory stays near a few
-chunks per thread. The methods that need a whole-tensor statistic first compute it from parallel
+chunks per thread. Each thread reads and combines a chunk in its own reusable buffers, in place
+(``_Scratch``): fresh chunk-sized tensors would each be new memory pages, and faulting those in,
+serialised across threads by the kernel, took most of a merge's time (docs/merging.md §4). The methods that need a whole-tensor statistic first compute it from parallel
 passes over the chunks: SLERP the dot product and norms (float64 partial sums), TIES each task
 vector's exact trimming threshold, by a radix selection (``methods.magnitude_histogram``: a
 histogram of the top 16 bits of the magnitudes, then the values of the one bucket that holds the
@@ -26,6 +28,7 @@ import logging
 import math
 import os
 import shutil
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -39,7 +42,6 @@ from synergy.merge.methods import (
     MergeSettings,
     _Stats,
     bucket_values,
-    linear,
     magnitude_histogram,
     merge_tensor,
     threshold_bucket,
@@ -107,9 +109,9 @@ class _Checkpoint:
         f, k = self.where[canonical]
         return self.readers[f].info(k)
 
-    def get_rows(self, canonical: str, start: int, end: int) -> torch.Tensor:
+    def get_rows(self, canonical: str, start: int, end: int, into: torch.Tensor | None = None) -> torch.Tensor:
         f, k = self.where[canonical]
-        return self.readers[f].get_rows(k, start, end)
+        return self.readers[f].get_rows(k, start, end, into=into)
 
 
 def _check_keys(rl: _Checkpoint, other: _Checkpoint, what: str) -> None:
@@ -118,6 +120,41 @@ def _check_keys(rl: _Checkpoint, other: _Checkpoint, what: str) -> None:
         only_a, only_b = sorted(a - b)[:5], sorted(b - a)[:5]
         raise MergeError(f"the RL parent ({rl.dir}) and the {what} ({other.dir}) have different tensors: "
                          f"only in RL {only_a}, only in {what} {only_b}")
+
+
+class _Scratch(threading.local):
+    """A thread's reusable buffers: raw bytes of a chunk of each input, and the chunk as float32, per slot."""
+
+    def __init__(self):
+        self.raw: dict[int, torch.Tensor] = {}
+        self.f32: dict[int, torch.Tensor] = {}
+
+    @staticmethod
+    def _get(pool: dict[int, torch.Tensor], slot: int, n: int, dtype: torch.dtype) -> torch.Tensor:
+        buf = pool.get(slot)
+        if buf is None or buf.numel() < n:
+            buf = pool[slot] = torch.empty(n, dtype=dtype)
+        return buf[:n]
+
+    def read_f32(self, slot: int, nbytes: int, read: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``read(raw_buffer)``'s rows (``nbytes`` bytes) as float32, in this thread's buffers for ``slot``
+        (valid until the thread's next use of the slot)."""
+        raw = read(self._get(self.raw, slot, nbytes, torch.uint8))
+        out = self._get(self.f32, slot, raw.numel(), torch.float32).view(raw.shape)
+        out.copy_(raw)
+        return out
+
+    def like(self, slot: int, x: torch.Tensor) -> torch.Tensor:
+        """An uninitialised float32 buffer shaped like ``x`` (slot numbers apart from the inputs')."""
+        return self._get(self.f32, slot, x.numel(), torch.float32).view(x.shape)
+
+
+_SCRATCH = _Scratch()
+
+
+def _fresh(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` cast to ``dtype`` in new memory (never a view of a scratch buffer, even when no cast is needed)."""
+    return x.to(dtype, copy=True)
 
 
 class _Tensor:
@@ -140,6 +177,19 @@ class _Tensor:
     def a(self, lo, hi):
         return self.reader.get_rows(self.key, lo, hi)
 
+    # the same rows as float32 in this thread's scratch buffers (slots 0, 1, 2), valid until the thread's next unit
+    def fa(self, lo, hi):
+        return _SCRATCH.read_f32(0, self._nbytes(lo, hi), lambda buf: self.reader.get_rows(self.key, lo, hi, into=buf))
+
+    def fb(self, lo, hi):
+        return _SCRATCH.read_f32(1, self._nbytes(lo, hi), lambda buf: self.sft.get_rows(self.canon, lo, hi, into=buf))
+
+    def fz(self, lo, hi):
+        return _SCRATCH.read_f32(2, self._nbytes(lo, hi), lambda buf: self.base.get_rows(self.canon, lo, hi, into=buf))
+
+    def _nbytes(self, lo, hi) -> int:
+        return (hi - lo) * math.prod(self.shape[1:]) * self.dtype.itemsize
+
     def b(self, lo, hi):
         return self.sft.get_rows(self.canon, lo, hi)
 
@@ -156,8 +206,9 @@ class _Tensor:
     def slerp_weights(self, pool: ThreadPoolExecutor, settings: MergeSettings, stats: _Stats):
         """SLERP's (wa, wb) for this tensor, or None when it falls back to linear."""
         def part(lo, hi):  # float32 products summed per row, the rows' sums added in float64
-            x, y = self.a(lo, hi).float().reshape(hi - lo, -1), self.b(lo, hi).float().reshape(hi - lo, -1)
-            return tuple(float((u * v).sum(1).double().sum()) for u, v in ((x, y), (x, x), (y, y)))
+            x, y = self.fa(lo, hi).reshape(hi - lo, -1), self.fb(lo, hi).reshape(hi - lo, -1)
+            prod = _SCRATCH.like(3, x)
+            return tuple(float(torch.mul(u, v, out=prod).sum(1).double().sum()) for u, v in ((x, y), (x, x), (y, y)))
 
         sums = [f.result() for f in [pool.submit(part, lo, hi) for lo, hi in self.ranges]]
         dot, na, nb = (math.fsum(s[i] for s in sums) for i in range(3))
@@ -173,8 +224,8 @@ class _Tensor:
     def ties_thresholds(self, pool: ThreadPoolExecutor, density: float) -> list[float]:
         """Each task vector's exact trimming threshold (``methods.trim_threshold`` of the whole tensor)."""
         def mags(lo, hi):
-            z = self.z(lo, hi)
-            return (self.a(lo, hi).float() - z).abs_(), (self.b(lo, hi).float() - z).abs_()
+            z = self.fz(lo, hi)
+            return self.fa(lo, hi).sub_(z).abs_(), self.fb(lo, hi).sub_(z).abs_()
 
         def hist(lo, hi):
             return [magnitude_histogram(m) for m in mags(lo, hi)]
@@ -198,32 +249,35 @@ class _Tensor:
         t, dtype = settings.sft_ratio, self.dtype
         if t in (0.0, 1.0):
             return [(lambda lo=lo, hi=hi: self.a(lo, hi) if t == 0.0 else self.b(lo, hi).to(dtype)) for lo, hi in self.ranges]
-        if settings.method == "linear":
-            return [(lambda lo=lo, hi=hi: linear(self.a(lo, hi).float(), self.b(lo, hi).float(), t).to(dtype))
-                    for lo, hi in self.ranges]
-        if settings.method == "slerp":
-            w = self.slerp_weights(pool, settings, stats)
+        if settings.method in ("linear", "slerp"):
+            # linear: (1 - t) * a + t * b; slerp: wa * a + wb * b; in place, the same float32 operations as
+            # methods.linear / methods.slerp on whole tensors
+            wa, wb = (1.0 - t, t)
+            if settings.method == "slerp":
+                w = self.slerp_weights(pool, settings, stats)
+                wa, wb = w if w is not None else (wa, wb)
 
             def one(lo, hi):
-                x, y = self.a(lo, hi).float(), self.b(lo, hi).float()
-                return (linear(x, y, t) if w is None else w[0] * x + w[1] * y).to(dtype)
+                x, y = self.fa(lo, hi), self.fb(lo, hi)
+                return _fresh(x.mul_(wa).add_(y.mul_(wb)), dtype)
 
             return [(lambda lo=lo, hi=hi: one(lo, hi)) for lo, hi in self.ranges]
         if self.base is None:
             raise MergeError(f"ties needs the base model's tensor {self.key!r}")
         thr = self.ties_thresholds(pool, settings.density)
-        return [(lambda lo=lo, hi=hi: ties(self.z(lo, hi), [self.a(lo, hi).float(), self.b(lo, hi).float()],
-                                           [1.0 - t, t], settings.density, settings.scale, thresholds=thr).to(dtype))
+        return [(lambda lo=lo, hi=hi: _fresh(ties(self.fz(lo, hi), [self.fa(lo, hi), self.fb(lo, hi)], [1.0 - t, t],
+                                                  settings.density, settings.scale, thresholds=thr), dtype))
                 for lo, hi in self.ranges]
 
 
-def _fixed_mmap_threshold(nbytes: int = 1 << 20) -> None:
-    """Serve allocations above ``nbytes`` with mmap and give them back on free (glibc ``mallopt``).
+def _fixed_mmap_threshold(nbytes: int) -> None:
+    """Serve allocations above ``nbytes`` with mmap and the smaller ones from the heap (glibc ``mallopt``).
 
-    glibc raises its mmap threshold after each large free, after which the chunk-sized buffers of
-    the merge threads come from per-thread heaps that are not returned to the system: resident memory
-    then grows to several times what is alive. A fixed threshold keeps it near the live buffers.
-    No-op where glibc is not the C library.
+    A fixed threshold stops glibc's own, which rises after each large free: the chunk-sized temporaries
+    of the merge threads (below ``nbytes``) then always come from the heap and are reused, instead of
+    fresh mmap'd pages that must be faulted in (and, after a rise, from per-thread heaps that grow to
+    several times what is alive). Allocations above it (a whole large tensor) go back to the system
+    when freed. No-op where glibc is not the C library.
     """
     import ctypes
     import ctypes.util
@@ -261,7 +315,7 @@ def _write_shard(pool: ThreadPoolExecutor, tensors: list[_Tensor], writer: Strea
 
 def merge_models(rl_dir: str | Path, sft_dir: str | Path, out_dir: str | Path, settings: MergeSettings,
                  base_dir: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
-                 chunk_bytes: int = 16 << 20, threads: int | None = None) -> dict:
+                 chunk_bytes: int = 4 << 20, threads: int | None = None) -> dict:
     """Merge two checkpoints tensor by tensor into ``out_dir``; return a summary (also ``merge_summary.json``).
 
     ``settings.sft_ratio`` is the SFT model's weight. ``base_dir`` (TIES only) is the model both
@@ -293,7 +347,7 @@ def merge_models(rl_dir: str | Path, sft_dir: str | Path, out_dir: str | Path, s
     total = len(rl.where)
     largest = max(r.nbytes(k) for f, r in rl.readers.items() for k in rl.files[f])
     threads = threads or len(os.sched_getaffinity(0))
-    _fixed_mmap_threshold()
+    _fixed_mmap_threshold(16 * chunk_bytes)  # chunk-sized temporaries come from the heap, reused (docs/merging.md §4)
 
     def done(tensor: _Tensor) -> None:
         stats.tensors += 1

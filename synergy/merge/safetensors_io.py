@@ -66,23 +66,32 @@ class SafetensorsReader:
         shape = tuple(self.entries[key]["shape"])
         return self.get_rows(key, 0, shape[0]) if shape else self._read(key, 0, self.nbytes(key), shape)
 
-    def get_rows(self, key: str, start: int, end: int) -> torch.Tensor:
-        """Rows ``start:end`` (first dimension) of a tensor: one contiguous byte range of the file."""
+    def get_rows(self, key: str, start: int, end: int, into: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows ``start:end`` (first dimension) of a tensor: one contiguous byte range of the file.
+
+        ``into`` (a uint8 tensor at least that many bytes long) receives the bytes, and the result is a view
+        of it: the caller's reusable buffer instead of fresh memory for every read."""
         dtype, shape = self.info(key)
         row = math.prod(shape[1:]) * torch.empty((), dtype=dtype).element_size()
-        return self._read(key, start * row, end * row, (end - start, *shape[1:]))
+        return self._read(key, start * row, end * row, (end - start, *shape[1:]), into)
 
-    def _read(self, key: str, lo: int, hi: int, shape) -> torch.Tensor:
+    def _read(self, key: str, lo: int, hi: int, shape, into: torch.Tensor | None = None) -> torch.Tensor:
         a, _ = self.entries[key]["data_offsets"]
         dtype = _DTYPES[self.entries[key]["dtype"]]
+        if into is not None and hi > lo:
+            target = into[: hi - lo]
+            buf = memoryview(target.numpy())
+        else:
+            buf = bytearray(hi - lo)
         with open(self.path, "rb") as f:
             f.seek(self._data_start + a + lo)
-            buf = bytearray(hi - lo)
             got = f.readinto(buf)  # into the tensor's own buffer: no intermediate bytes object
         if got != hi - lo:
             raise MergeError(f"{self.path}: tensor {key!r} is truncated")
-        if not buf:
+        if hi == lo:
             return torch.empty(shape, dtype=dtype)
+        if into is not None:
+            return target.view(dtype).reshape(shape)
         return torch.frombuffer(buf, dtype=dtype).reshape(shape)
 
 
