@@ -204,7 +204,9 @@ def test_paper_level_table_dag_from_local_copies_builds_fast(tmp_path):
     cfg = local_config(tmp_path, write_fixtures(tmp_path / "data"))
     start = time.monotonic()
     counts = dry_run(tmp_path, "results/paper/tables/level_counts.csv", "--configfile", str(cfg))
-    assert time.monotonic() - start < 10
+    # a guard against a DAG that takes minutes to plan (one dry run takes 5-10 s on 2 shared cores), not a speed
+    # target: those are measured by benchmarks
+    assert time.monotonic() - start < 60
     assert counts == {"load_benchmark": 5, "link_base_model": 1, "sample_difficulty": 5, "assign_levels": 1,
                       "tabulate_level_counts": 1}
 
@@ -230,7 +232,9 @@ def test_whole_paper_dag_fetches_every_dataset_and_the_model(tmp_path):
         pytest.skip(f"this branch's schema lacks the sections {missing} (issues 4 and 6)")
     start = time.monotonic()
     counts = dry_run(tmp_path, "--configfile", str(ROOT / "config/paper.yaml"))
-    assert time.monotonic() - start < 10
+    # a guard against a DAG that takes minutes to plan (one dry run takes 5-10 s on 2 shared cores), not a speed
+    # target: those are measured by benchmarks
+    assert time.monotonic() - start < 60
     data_part = {k: counts.get(k) for k in ("download_dataset", "download_model", "load_benchmark", "load_train_set",
                                             "link_base_model")}
     assert data_part == {"download_dataset": 8, "download_model": 2, "load_benchmark": 5, "load_train_set": 4,
