@@ -22,8 +22,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from synergy.generate import SamplingConfig, generate
-from synergy.models import TinyModelConfig, build_processor, build_tiny_model, count_parameters, train_tokenizer
+from synergy.models import count_parameters
 from synergy.prompts import Prompt
+from synergy.tiny_model import TinyModelConfig, build_processor, build_tiny_model, train_tokenizer
 
 COLOURS = ["red", "green", "blue", "yellow"]
 SHAPES = ["circles", "squares", "triangles"]

@@ -35,12 +35,14 @@ import torch
 from synergy.config import GRPOSettings
 from synergy.data.suite import build_train_set
 from synergy.grading import Grader
-from synergy.models import TinyModelConfig, build_processor, build_tiny_model, count_parameters, save_model, train_tokenizer
+from synergy.models import count_parameters, save_model
 from synergy.pretrain import tokenizer_corpus
+from synergy.tiny_model import TinyModelConfig, build_processor, build_tiny_model, train_tokenizer
 from synergy.train.grpo.rollouts import collect_rollouts
 from synergy.train.grpo.run import setup_run
 from synergy.train.grpo.update import micro_plan, score, update
 from synergy.train.losses import group_advantages
+
 
 def clock() -> float:
     """CPU seconds of this process (all its threads): on a shared machine far steadier than wall time."""

@@ -141,7 +141,8 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss": hwm(), "impor
 
 def tiny_arms(root: Path) -> None:
     """The default tiny Qwen2.5-VL (base) and two bf16 perturbations of it (rl, sft)."""
-    from synergy.models import TinyModelConfig, build_processor, build_tiny_model, save_model, train_tokenizer
+    from synergy.models import save_model
+    from synergy.tiny_model import TinyModelConfig, build_processor, build_tiny_model, train_tokenizer
 
     if (root / "sft" / "config.json").exists():
         return

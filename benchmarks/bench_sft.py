@@ -23,8 +23,9 @@ import torch
 from synergy.config import SFTSettings
 from synergy.data.suite import build_train_set
 from synergy.data.synthetic import TEMPLATES
-from synergy.models import TinyModelConfig, build_processor, build_tiny_model, save_model, train_tokenizer
+from synergy.models import save_model
 from synergy.pretrain import tokenizer_corpus
+from synergy.tiny_model import TinyModelConfig, build_processor, build_tiny_model, train_tokenizer
 from synergy.train.sft_trainer import train_sft
 
 

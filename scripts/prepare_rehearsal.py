@@ -45,7 +45,8 @@ def write_data(root: Path) -> None:
 
 
 def write_model(out: Path) -> None:
-    from synergy.models import TinyModelConfig, build_processor, build_tiny_model, save_model, train_tokenizer
+    from synergy.models import save_model
+    from synergy.tiny_model import TinyModelConfig, build_processor, build_tiny_model, train_tokenizer
 
     cfg = TinyModelConfig(**MODEL)
     tokenizer = train_tokenizer(corpus(), vocab_size=512)

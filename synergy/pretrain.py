@@ -28,9 +28,10 @@ from pathlib import Path
 import torch
 
 from synergy.config import PretrainConfig, TinyModelSettings
-from synergy.models import TinyModelConfig, build_processor, build_tiny_model, count_parameters, freeze_vision, save_model, train_tokenizer
+from synergy.models import count_parameters, freeze_vision, save_model
 from synergy.progress import Progress
 from synergy.prompts import REASONING_INSTRUCTION, build_prompt, format_question
+from synergy.tiny_model import TinyModelConfig, build_processor, build_tiny_model, train_tokenizer
 from synergy.train.sft import collate_sft, sft_loss
 from synergy.vision_pretrain import perception_pretrain
 

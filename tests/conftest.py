@@ -46,7 +46,8 @@ def synthetic_corpus(n: int = 300, seed: int = 0) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_model_bundle(tmp_path_factory):
     """The in-memory tiny model, its tokenizer and processor, and the folder it was saved to."""
-    from synergy.models import TinyModelConfig, build_processor, build_tiny_model, save_model, train_tokenizer
+    from synergy.models import save_model
+    from synergy.tiny_model import TinyModelConfig, build_processor, build_tiny_model, train_tokenizer
 
     cfg = TinyModelConfig(**TEST_MODEL_KWARGS)
     tokenizer = train_tokenizer(synthetic_corpus(), vocab_size=512)

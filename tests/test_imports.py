@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("synergy.rows", "synergy.images", "synergy.io", "synergy.logs", "synergy.progress")),
     ("questions", ("synergy.prompts", "synergy.data", "synergy.grading")),
     ("config", ("synergy.config", "synergy.resources", "synergy.memory_plan", "synergy.scorecard.checks")),
-    ("models and generation", ("synergy.models", "synergy.generate", "synergy.shards", "synergy.analysis",
+    ("models and generation", ("synergy.models", "synergy.tiny_model", "synergy.generate", "synergy.shards", "synergy.analysis",
                                "synergy.difficulty", "synergy.findings")),
     ("stages", ("synergy.train", "synergy.pretrain", "synergy.vision_pretrain", "synergy.sampling", "synergy.mixing", "synergy.merge", "synergy.routing", "synergy.routing_scores",
                 "synergy.judge", "synergy.judge_guard", "synergy.regrade", "synergy.launch")),

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from synergy.models import (
-    QWEN_SPECIAL_TOKENS,
-    count_parameters,
-    freeze_vision,
-    load_model,
-    save_model,
-    vision_parameters,
-)
+from synergy.models import count_parameters, freeze_vision, load_model, save_model, vision_parameters
+from synergy.tiny_model import QWEN_SPECIAL_TOKENS
 
 
 def _messages(text="How many red squares are there?", image=True):

@@ -33,7 +33,8 @@ BENCH = STUDY["benchmarks"][0]["name"]
 
 def _other_model(dest: Path) -> None:
     """A tiny Qwen2.5-VL of another size than the study's, with a tokenizer and processor of its own."""
-    from synergy.models import TinyModelConfig, build_processor, build_tiny_model, save_model, train_tokenizer
+    from synergy.models import save_model
+    from synergy.tiny_model import TinyModelConfig, build_processor, build_tiny_model, train_tokenizer
 
     cfg = TinyModelConfig(**{**TEST_MODEL_KWARGS, "hidden_size": 48, "num_layers": 1, "seed": 3})
     tokenizer = train_tokenizer(synthetic_corpus(seed=3), vocab_size=448)

@@ -8,7 +8,8 @@ from tiny_study import TINY_ARCHITECTURE
 
 from synergy.config import ConfigError, load_config
 from synergy.data.synthetic import Obj, Scene
-from synergy.models import TinyModelConfig, build_processor, build_tiny_model, freeze_vision, train_tokenizer
+from synergy.models import freeze_vision
+from synergy.tiny_model import TinyModelConfig, build_processor, build_tiny_model, train_tokenizer
 from synergy.vision_pretrain import _directions, cell_code, cell_contents, perception_pretrain, readout_accuracy
 
 

@@ -19,8 +19,7 @@ import torch
 import yaml
 
 from synergy.config import ConfigError, DifficultyConfig, EvalConfig, GRPOSettings, VLLMConfig, load_config_file
-from synergy.generate import Completion, SamplingConfig, get_backend
-from synergy.generate import hf
+from synergy.generate import Completion, SamplingConfig, get_backend, hf
 from synergy.generate import vllm as vb
 from synergy.prompts import Prompt
 
@@ -410,7 +409,9 @@ def test_gpu_docs_say_what_ran():
 def gpu_model_dir(tmp_path_factory):
     """A tiny Qwen2.5-VL with 64-wide attention heads (vLLM's kernels' sizes), saved for vLLM to load."""
     from conftest import synthetic_corpus
-    from synergy.models import TinyModelConfig, build_processor, build_tiny_model, save_model, train_tokenizer
+
+    from synergy.models import save_model
+    from synergy.tiny_model import TinyModelConfig, build_processor, build_tiny_model, train_tokenizer
 
     cfg = TinyModelConfig(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=512,
                           vision_depth=2, vision_hidden_size=128, vision_heads=2, vision_intermediate_size=256,
