@@ -94,6 +94,7 @@ class TinyModelConfig:
     vision_intermediate_size: int = 256
     image_size: int = 112  # square; min_pixels = max_pixels = image_size**2 -> 16 visual tokens at 112
     max_position_embeddings: int = 4096
+    initializer_range: float = 0.02  # std of the text model's initial weights: Qwen's 0.02 is about 1/sqrt(hidden) at 3584
     seed: int = 0
 
 
@@ -197,6 +198,7 @@ def build_tiny_model(cfg: TinyModelConfig, tokenizer):
             num_attention_heads=cfg.num_heads,
             num_key_value_heads=cfg.num_kv_heads,
             max_position_embeddings=cfg.max_position_embeddings,
+            initializer_range=cfg.initializer_range,
             rms_norm_eps=1e-6,
             rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": _mrope_section(head_dim)},
             bos_token_id=pad_id,

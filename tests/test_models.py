@@ -97,3 +97,22 @@ def test_save_is_atomic_and_replaces(tiny_model_bundle, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary or old folder left
     model, processor = load_model(out)
     assert type(processor).__name__ == "Qwen2_5_VLProcessor"
+
+
+def test_initializer_range_sets_the_text_weights_only(tiny_model_bundle):
+    """base_model.tiny.initializer_range is the std of the text model's initial weights; the vision tower keeps Qwen's."""
+    from synergy.tiny_model import TinyModelConfig, build_tiny_model
+
+    stds = {}
+    for r in (0.02, 0.088):
+        model = build_tiny_model(TinyModelConfig(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=128,
+                                                 vision_depth=1, vision_hidden_size=32, vision_heads=2, vision_intermediate_size=64,
+                                                 initializer_range=r), tiny_model_bundle.tokenizer)
+        p = dict(model.named_parameters())
+        stds[r] = {k: float(p[k].detach().std()) for k in p if k.endswith("q_proj.weight") or k.endswith("embed_tokens.weight")
+                   or k == "lm_head.weight" or k.endswith("attn.qkv.weight")}
+    for k, s in stds[0.088].items():
+        expected = 0.02 if "visual" in k else 0.088
+        assert abs(s - expected) < 0.15 * expected, (k, s)
+        if "visual" not in k:
+            assert abs(stds[0.02][k] - 0.02) < 0.003, (k, stds[0.02][k])

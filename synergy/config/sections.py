@@ -63,6 +63,7 @@ class TinyModelSettings(_Section):
     vision_heads: int = 4
     vision_intermediate_size: int = 256
     max_position_embeddings: int = 4096
+    initializer_range: float = 0.02
     seed: int = 0
 
 
