@@ -28,7 +28,7 @@ import torch
 
 from synergy.prompts import Prompt
 from synergy.tiny_model import TinyModelConfig, build_processor, build_tiny_model, train_tokenizer
-from synergy.train.sft import IGNORE_INDEX, collate_sft, sft_loss
+from synergy.train.sft import collate_sft, row_nll, sft_loss
 
 COLOURS = ["red", "green", "blue", "yellow"]
 SHAPES = ["circle", "square", "triangle"]
@@ -70,10 +70,7 @@ def held_out_accuracy(model, processor, held: list[tuple[str, str, list[str]]]) 
     with torch.no_grad():
         for a in candidates:
             batch = collate_sft(processor, [_prompt(q) for q, _, _ in held], [f"The answer is {a}." for _ in held])
-            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["labels"][:, 1:],
-                                                    ignore_index=IGNORE_INDEX, reduction="none")
-            scores.append(-nll.sum(1))
+            scores.append(-row_nll(model, batch))
     model.train()
     pred = torch.stack(scores, 1).argmax(1).tolist()
     return sum(candidates[p] == gold for p, (_, gold, _) in zip(pred, held)) / len(held)

@@ -21,23 +21,18 @@ from pathlib import Path
 
 import polars as pl
 import torch
-import torch.nn.functional as F
 import yaml
 
 from synergy.models import load_model
 from synergy.prompts import build_prompt
-from synergy.train.sft import IGNORE_INDEX, collate_sft
+from synergy.train.sft import collate_sft, row_nll
 
 
 def answer_loss(model, processor, rows: list[dict], responses: list[str], image_position: str) -> list[float]:
     """Summed loss of each response (teacher-forced, evaluation prompt without the reasoning instruction)."""
     batch = collate_sft(processor, [build_prompt(r, False, image_position) for r in rows], responses)
     with torch.no_grad():
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
-    target = batch["labels"][:, 1:]
-    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX,
-                          reduction="none").view(target.shape)
-    return nll.sum(1).tolist()
+        return row_nll(model, batch).tolist()
 
 
 def main(argv: list[str]) -> int:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from synergy.train.sft import IGNORE_INDEX, collate_sft, sft_loss
+from synergy.train.sft import IGNORE_INDEX, collate_sft, row_nll, sft_loss
 from synergy.prompts import Prompt
 
 
@@ -87,6 +87,17 @@ def test_sft_loss_token_count(tiny_loaded, sft_rows):
         li, ni = sft_loss(model, sub)
         total += li.item() * ni
     assert total / n == pytest.approx(loss.item(), rel=1e-4)
+
+
+def test_row_nll_is_each_rows_summed_response_nll(tiny_loaded, sft_rows):
+    model, processor = tiny_loaded
+    prompts, responses = sft_rows
+    with torch.no_grad():
+        rows = row_nll(model, collate_sft(processor, prompts, responses))
+        assert rows.shape == (len(prompts),)
+        for i in range(len(prompts)):
+            li, ni = sft_loss(model, collate_sft(processor, [prompts[i]], [responses[i]]))
+            assert rows[i].item() == pytest.approx(li.item() * ni, rel=1e-4)
 
 
 def test_loss_backward_reaches_text_params(tiny_model_dir, sft_rows):

@@ -104,6 +104,16 @@ def collate_sft(
     return batch
 
 
+def row_nll(model, batch: dict[str, Tensor]) -> Tensor:
+    """Summed token NLL of each row's label tokens (the response, teacher-forced): one value per row."""
+    device = next(model.parameters()).device
+    inputs = {k: batch[k].to(device) for k in MODEL_INPUT_KEYS if k in batch}
+    logits = model(**inputs).logits[:, :-1].float()
+    target = batch["labels"][:, 1:].to(device)
+    nll = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX, reduction="none")
+    return nll.sum(1)
+
+
 def sft_loss(model, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
     """Mean token NLL over the label tokens (token-weighted across the batch) and their number."""
     device = next(model.parameters()).device
