@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from synergy.config import TinyModelSettings
+
 # The special tokens of the Qwen2.5-VL tokenizer, in Qwen's id order (151643..151656 there;
 # 0..13 in the tiny tokenizer).
 QWEN_SPECIAL_TOKENS: list[str] = [
@@ -79,23 +81,14 @@ VOCAB_MULTIPLE = 64
 
 
 @dataclass(frozen=True)
-class TinyModelConfig:
-    """Sizes of the tiny Qwen2.5-VL (defaults: docs/tiny-model.md §1)."""
+class TinyModelConfig(TinyModelSettings):
+    """The sizes of the config section ``base_model.tiny`` (defaults: docs/tiny-model.md §1) plus the image size.
 
-    vocab_size: int = 1024  # BPE target; final embedding size is padded to a multiple of 64
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: int = 512
-    vision_depth: int = 2
-    vision_hidden_size: int = 128
-    vision_heads: int = 4
-    vision_intermediate_size: int = 256
+    ``initializer_range`` is the std of the text model's initial weights; Qwen's 0.02 is about 1/sqrt(hidden) at
+    3584 (docs/embedded-study.md §9). The vocabulary is padded to a multiple of 64.
+    """
+
     image_size: int = 112  # square; min_pixels = max_pixels = image_size**2 -> 16 visual tokens at 112
-    max_position_embeddings: int = 4096
-    initializer_range: float = 0.02  # std of the text model's initial weights: Qwen's 0.02 is about 1/sqrt(hidden) at 3584
-    seed: int = 0
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int):

@@ -50,7 +50,7 @@ class SetSpec(_Section):
 
 @dataclass(frozen=True)
 class TinyModelSettings(_Section):
-    """Architecture of the tiny Qwen2.5-VL (mirrors synergy.tiny_model.TinyModelConfig)."""
+    """Architecture of the tiny Qwen2.5-VL (synergy.tiny_model.TinyModelConfig adds the image size)."""
 
     vocab_size: int = 1024
     hidden_size: int = 128
